@@ -1,0 +1,1 @@
+"""Accounts: organisations (tenants), memberships with roles, API keys and the permission helper."""

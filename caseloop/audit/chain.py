@@ -1,0 +1,46 @@
+"""Canonical form and hashing of audit events — the one definition used to write and to verify.
+
+hash = sha256(prev_hash ‖ canonical JSON of the event's content), where canonical JSON has sorted
+keys, no insignificant whitespace and UTF-8 text. Timestamps are ISO 8601 in UTC with microseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def event_content(
+    *,
+    organization_id: int,
+    sequence: int,
+    created_at: datetime,
+    actor_kind: str,
+    actor_ref: str,
+    actor_label: str,
+    verb: str,
+    subject_type: str,
+    subject_id: str,
+    payload: Any,
+    request_id: str,
+) -> dict[str, Any]:
+    return {
+        "org": organization_id,
+        "seq": sequence,
+        "at": created_at.isoformat(timespec="microseconds"),
+        "actor": [actor_kind, actor_ref, actor_label],
+        "verb": verb,
+        "subject": [subject_type, subject_id],
+        "payload": payload,
+        "request_id": request_id,
+    }
+
+
+def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical_json(content)).encode("utf-8")).hexdigest()

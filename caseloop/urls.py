@@ -1,0 +1,12 @@
+"""Top-level URL map."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("caseloop.accounts.urls")),
+    path("", include("workflows.urls")),
+    path("django-admin/", admin.site.urls),
+]

@@ -1,0 +1,109 @@
+"""Writes for policies and their versions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from caseloop.accounts.permissions import Actor, require, require_same_org
+from caseloop.audit.services import audit_record
+from training.models import PRODUCTION_STAGES, Policy, PolicyKind, PolicyVersion, Stage
+from workflows.engine.errors import SpecError
+from workflows.engine.policies import RulesPolicy
+from workflows.engine.spec import WorkflowSpec
+from workflows.models import Workflow
+
+
+@transaction.atomic
+def policy_create(*, actor: Actor, workflow: Workflow, name: str, kind: str) -> Policy:
+    require(actor, "policy.edit")
+    require_same_org(actor, workflow)
+    errors: dict[str, str] = {}
+    name = name.strip()
+    if not name:
+        errors["name"] = "A policy needs a name."
+    elif Policy.objects.filter(workflow=workflow, name=name).exists():
+        errors["name"] = f"The workflow already has a policy named {name!r}."
+    if kind not in PolicyKind.values:
+        errors["kind"] = f"Unknown kind {kind!r}; choose one of {', '.join(PolicyKind.values)}."
+    if errors:
+        raise ValidationError(errors)
+    policy = Policy.objects.create(organization=actor.organization, workflow=workflow, name=name, kind=kind)
+    audit_record(actor=actor, verb="policy.created", subject=policy, payload={"name": name, "kind": kind})
+    return policy
+
+
+@transaction.atomic
+def policy_version_create(
+    *,
+    actor: Actor,
+    policy: Policy,
+    config: Mapping[str, Any],
+    artifact_path: str = "",
+    artifact_hash: str = "",
+    metrics: Mapping[str, Any] | None = None,
+) -> PolicyVersion:
+    """A new candidate version. A rules policy's config is checked against the workflow's spec."""
+    require(actor, "policy.edit")
+    require_same_org(actor, policy)
+    if policy.kind == PolicyKind.RULES:
+        version = policy.workflow.latest_version
+        if version is None:
+            raise ValidationError({"workflow": "The workflow has no version."})
+        try:
+            RulesPolicy.validate(WorkflowSpec.from_dict(version.spec), dict(config))
+        except SpecError as exc:
+            raise ValidationError({f"config.{p.path}": p.message for p in exc.problems}) from None
+    Policy.objects.select_for_update().filter(pk=policy.pk).first()
+    number = (policy.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = PolicyVersion.objects.create(
+        policy=policy,
+        number=number,
+        config=dict(config),
+        artifact_path=artifact_path,
+        artifact_hash=artifact_hash,
+        metrics=dict(metrics or {}),
+    )
+    audit_record(
+        actor=actor,
+        verb="policy_version.created",
+        subject=version,
+        payload={"policy": policy.pk, "number": number, "artifact_hash": artifact_hash},
+    )
+    return version
+
+
+@transaction.atomic
+def policy_version_promote(*, actor: Actor, version: PolicyVersion, stage: str, reason: str = "") -> PolicyVersion:
+    """Move a version to ``stage``. Entering a production stage retires the workflow's previous
+    production version, so exactly one version decides live cases."""
+    require(actor, "policy.promote")
+    version = PolicyVersion.objects.select_for_update().select_related("policy").get(pk=version.pk)
+    require_same_org(actor, version.policy)
+    if stage not in Stage.values:
+        raise ValidationError({"stage": f"Unknown stage {stage!r}; choose one of {', '.join(Stage.values)}."})
+    previous_stage = version.stage
+    if stage == previous_stage:
+        return version
+    retired: list[int] = []
+    if stage in PRODUCTION_STAGES:
+        current = PolicyVersion.objects.select_for_update().filter(
+            policy__workflow=version.policy.workflow, stage__in=PRODUCTION_STAGES
+        ).exclude(pk=version.pk)
+        retired = list(current.values_list("pk", flat=True))
+        current.update(stage=Stage.RETIRED)
+    version.stage = stage
+    version.promoted_at = timezone.now()
+    version.save(update_fields=["stage", "promoted_at"])
+    audit_record(
+        actor=actor,
+        verb="policy_version.promoted",
+        subject=version,
+        payload={"from": previous_stage, "to": stage, "reason": reason, "retired": retired},
+    )
+    return version
