@@ -30,3 +30,33 @@ def make_actor(organization: Organization | None = None, role: str = Role.ADMIN)
     organization = organization or make_organization()
     user = make_member(organization, role)
     return Actor(organization=organization, user=user, role=role)
+
+
+def make_claims_workflow(actor: Actor, *, cases: int = 0, seed: int = 3, production_stage: str | None = "supervised"):
+    """The claims pack as an organisation would set it up: workflow, reference tables, default rubric,
+    optionally generated cases, and the expert rules policy in ``production_stage``."""
+    from training.models import PolicyKind
+    from training.services import policy_create, policy_version_create, policy_version_promote
+    from workflows.packs import get_pack
+    from workflows.services import case_generate, reference_table_set, rubric_create, workflow_create
+
+    pack = get_pack("claims")
+    workflow = workflow_create(actor=actor, name="Auto claims", spec=pack.spec_dict, pack="claims")
+    for name, rows in pack.generate_tables(seed).items():
+        reference_table_set(actor=actor, workflow=workflow, name=name, rows=rows)
+    rubric_create(actor=actor, workflow=workflow, name="Default", definition=pack.default_rubric_dict)
+    if cases:
+        case_generate(actor=actor, workflow=workflow, count=cases, seed=seed, difficulty=1)
+    policy = policy_create(actor=actor, workflow=workflow, name="Expert rules", kind=PolicyKind.RULES)
+    version = policy_version_create(actor=actor, policy=policy, config=pack.rules_dict)
+    if production_stage:
+        policy_version_promote(actor=actor, version=version, stage=production_stage)
+    return workflow, version
+
+
+def live_case_fields(workflow, *, seed: int = 99, count: int = 1) -> list[dict]:
+    """Fields of generated cases for ``workflow``, without expected outcomes, as a live system sends them."""
+    from workflows.packs import get_pack
+
+    tables = {t.name: t.rows for t in workflow.tables.all()}
+    return [c.fields for c in get_pack(workflow.pack).generate_cases(count, seed=seed, difficulty=1, tables=tables)]

@@ -7,7 +7,7 @@ from celery import shared_task
 from workflows.services.runs import case_decide
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=270, queue="decisions")
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=270)
 def decide_case(case_id: int) -> int | None:
     decision = case_decide(case_id=case_id)
     return decision.pk if decision else None

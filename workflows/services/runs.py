@@ -80,7 +80,7 @@ def run_policy(
     env = environment or environment_for(workflow_version, rubric_version)
     policy = policy_load(policy_version, env.spec)
     trajectory = run_episode(env, policy, case.to_engine(), seed=seed)
-    score = env.last_score
+    score = env.score
     run = Run.objects.create(
         organization_id=case.organization_id,
         case=case,
@@ -91,7 +91,7 @@ def run_policy(
         status=Run.Status.FINISHED,
         total_reward=sum(step.reward for step in trajectory.steps),
         score=score.total if score else None,
-        breakdown=[r.as_dict() for r in score.breakdown] if score else [],
+        breakdown=[r.to_dict() for r in score.breakdown] if score else [],
         truncated=trajectory.truncated,
         finished_at=timezone.now(),
     )
@@ -145,7 +145,7 @@ def run_policy(
             arguments=decision.arguments,
             explanation={
                 "text": decision.explanation,
-                "facts": {name: result for name, result in trajectory.revealed().items()},
+                "facts": trajectory.revealed(),
                 "alternatives": decision.probabilities,
             },
             confidence=decision.confidence,
