@@ -29,7 +29,9 @@ def env_bool(name: str, default: bool, environ: Mapping[str, str] = os.environ) 
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off.")
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off."
+    )
 
 
 def env_int(name: str, default: int, environ: Mapping[str, str] = os.environ, *, minimum: int = 0) -> int:
@@ -60,7 +62,9 @@ def env_database(name: str, default: str, environ: Mapping[str, str] = os.enviro
 
     raw = environ.get(name, default)
     if "://" not in raw:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a database URL (e.g. postgres://user@host:5432/db).")
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a database URL (e.g. postgres://user@host:5432/db)."
+        )
     try:
         config = dj_database_url.parse(raw, conn_max_age=60)
     except (ValueError, KeyError) as exc:

@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(config, items):
     missing = {"postgres": not _on_postgres(), "redis": _redis_url() is None}
     if IN_CI and any(missing.values()):
         names = " and ".join(name for name, gone in missing.items() if gone)
-        pytest.exit(f"CI is set but {names} is not configured for the tests (see scripts/test.sh)", returncode=3)
+        pytest.exit(
+            f"CI is set but {names} is not configured for the tests (see scripts/test.sh)", returncode=3
+        )
     for item in items:
         for service, gone in missing.items():
             if gone and service in item.keywords:
@@ -43,5 +45,7 @@ def pytest_terminal_summary(terminalreporter):
     for service, count in _skipped_for_services.items():
         if count:
             terminalreporter.write_sep(
-                "!", f"{count} TESTS SKIPPED: {service} is not reachable (they run, and must pass, in CI)", red=True
+                "!",
+                f"{count} TESTS SKIPPED: {service} is not reachable (they run, and must pass, in CI)",
+                red=True,
             )

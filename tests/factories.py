@@ -15,7 +15,9 @@ _counter = itertools.count(1)
 
 def make_organization(name: str | None = None) -> Organization:
     n = next(_counter)
-    return organization_create(name=name or f"Org {n}", slug=f"org-{n}-{(name or '').lower().replace(' ', '-')}")
+    return organization_create(
+        name=name or f"Org {n}", slug=f"org-{n}-{(name or '').lower().replace(' ', '-')}"
+    )
 
 
 def make_member(organization: Organization, role: str = Role.ADMIN, username: str | None = None):
@@ -32,7 +34,9 @@ def make_actor(organization: Organization | None = None, role: str = Role.ADMIN)
     return Actor(organization=organization, user=user, role=role)
 
 
-def make_claims_workflow(actor: Actor, *, cases: int = 0, seed: int = 3, production_stage: str | None = "supervised"):
+def make_claims_workflow(
+    actor: Actor, *, cases: int = 0, seed: int = 3, production_stage: str | None = "supervised"
+):
     """The claims pack as an organisation would set it up: workflow, reference tables, default rubric,
     optionally generated cases, and the expert rules policy in ``production_stage``."""
     from training.models import PolicyKind
@@ -59,4 +63,7 @@ def live_case_fields(workflow, *, seed: int = 99, count: int = 1) -> list[dict]:
     from workflows.packs import get_pack
 
     tables = {t.name: t.rows for t in workflow.tables.all()}
-    return [c.fields for c in get_pack(workflow.pack).generate_cases(count, seed=seed, difficulty=1, tables=tables)]
+    return [
+        c.fields
+        for c in get_pack(workflow.pack).generate_cases(count, seed=seed, difficulty=1, tables=tables)
+    ]

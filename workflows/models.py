@@ -17,12 +17,16 @@ class Workflow(models.Model):
     slug = models.SlugField(max_length=80)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    pack = models.CharField(max_length=40, blank=True, help_text="Pack providing tools and generators, e.g. claims.")
+    pack = models.CharField(
+        max_length=40, blank=True, help_text="Pack providing tools and generators, e.g. claims."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="workflow_unique_org_slug")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="workflow_unique_org_slug")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -39,7 +43,9 @@ class WorkflowVersion(models.Model):
     number = models.PositiveIntegerField()
     spec = models.JSONField()
     note = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -93,7 +99,9 @@ class RubricVersion(models.Model):
     definition = models.JSONField()
     note = models.CharField(max_length=300, blank=True)
     frozen = models.BooleanField(default=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -149,7 +157,9 @@ class Case(models.Model):
         return self.external_id or f"case {self.pk}"
 
     def to_engine(self) -> CaseData:
-        expected = Outcome(self.expected["decision"], self.expected.get("arguments", {})) if self.expected else None
+        expected = (
+            Outcome(self.expected["decision"], self.expected.get("arguments", {})) if self.expected else None
+        )
         return CaseData(id=str(self.pk), fields=self.fields, expected=expected, difficulty=self.difficulty)
 
 
@@ -164,8 +174,15 @@ class Run(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="runs")
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="runs")
     workflow_version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="runs")
-    rubric_version = models.ForeignKey(RubricVersion, null=True, on_delete=models.PROTECT, related_name="runs")
-    policy_version = models.ForeignKey("training.PolicyVersion", on_delete=models.PROTECT, related_name="runs")
+    rubric_version = models.ForeignKey(
+        RubricVersion, null=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    policy_version = models.ForeignKey(
+        "training.PolicyVersion", on_delete=models.PROTECT, related_name="runs"
+    )
+    evaluation = models.ForeignKey(
+        "training.EvaluationReport", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
     seed = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     total_reward = models.FloatField(null=True)
@@ -219,10 +236,14 @@ class Decision(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="decisions")
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="decisions")
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="decision")
-    policy_version = models.ForeignKey("training.PolicyVersion", on_delete=models.PROTECT, related_name="decisions")
+    policy_version = models.ForeignKey(
+        "training.PolicyVersion", on_delete=models.PROTECT, related_name="decisions"
+    )
     name = models.CharField(max_length=80)
     arguments = models.JSONField(default=dict)
-    explanation = models.JSONField(default=dict, help_text="Structured: text, facts cited, confidence, alternatives.")
+    explanation = models.JSONField(
+        default=dict, help_text="Structured: text, facts cited, confidence, alternatives."
+    )
     confidence = models.FloatField(null=True)
     status = models.CharField(max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.PROPOSED)
     created_at = models.DateTimeField(auto_now_add=True)

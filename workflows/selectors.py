@@ -33,7 +33,9 @@ def case_list(*, actor: Actor, workflow: Workflow | None = None, split: str | No
 
 def decision_list(*, actor: Actor, status: str | None = None) -> QuerySet[Decision]:
     require(actor, "decision.view")
-    decisions = Decision.objects.filter(organization=actor.organization).select_related("case", "policy_version")
+    decisions = Decision.objects.filter(organization=actor.organization).select_related(
+        "case", "policy_version"
+    )
     return decisions.filter(status=status) if status else decisions
 
 
@@ -69,7 +71,10 @@ def organization_overview(*, actor: Actor) -> dict[str, Any]:
             Case.objects.filter(workflow=workflow).values_list("split").annotate(n=Count("id")).order_by()
         )
         by_status = dict(
-            Decision.objects.filter(case__workflow=workflow).values_list("status").annotate(n=Count("id")).order_by()
+            Decision.objects.filter(case__workflow=workflow)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .order_by()
         )
         overviews.append(
             WorkflowOverview(

@@ -12,4 +12,6 @@ from workflows import selectors
 def home(request):
     if request.actor is None:
         return render(request, "workflows/no_organization.html", status=403)
-    return render(request, "workflows/home.html", {"overview": selectors.organization_overview(actor=request.actor)})
+    return render(
+        request, "workflows/home.html", {"overview": selectors.organization_overview(actor=request.actor)}
+    )

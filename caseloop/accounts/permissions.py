@@ -117,7 +117,9 @@ def actor_for_user(user: AbstractBaseUser, organization: Organization) -> Actor:
 def require(actor: Actor, permission: str) -> None:
     """Raise PermissionDenied unless ``actor`` holds ``permission``."""
     if not actor.can(permission):
-        raise PermissionDenied(f"{actor.label} may not {permission.replace('.', ' ')} (role {actor.role or '-'}).")
+        raise PermissionDenied(
+            f"{actor.label} may not {permission.replace('.', ' ')} (role {actor.role or '-'})."
+        )
 
 
 def require_same_org(actor: Actor, obj: Any) -> None:

@@ -68,11 +68,16 @@ def membership_remove(*, actor: Actor, user) -> None:
     membership = Membership.objects.filter(user=user, organization=actor.organization).first()
     if membership is None:
         raise ValidationError({"user": f"{user.get_username()} is not a member."})
-    if membership.role == Role.ADMIN and not Membership.objects.filter(
-        organization=actor.organization, role=Role.ADMIN
-    ).exclude(pk=membership.pk).exists():
+    if (
+        membership.role == Role.ADMIN
+        and not Membership.objects.filter(organization=actor.organization, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
         raise ValidationError({"user": "The last admin of an organisation cannot be removed."})
-    audit_record(actor=actor, verb="membership.removed", subject=membership, payload={"user": user.get_username()})
+    audit_record(
+        actor=actor, verb="membership.removed", subject=membership, payload={"user": user.get_username()}
+    )
     membership.delete()
 
 
@@ -113,7 +118,9 @@ def api_key_create(*, actor: Actor, name: str, scopes: list[str]) -> tuple[ApiKe
         scopes=sorted(set(scopes)),
         created_by=actor.user,
     )
-    audit_record(actor=actor, verb="api_key.created", subject=key, payload={"name": name, "scopes": key.scopes})
+    audit_record(
+        actor=actor, verb="api_key.created", subject=key, payload={"name": name, "scopes": key.scopes}
+    )
     return key, secret
 
 

@@ -11,9 +11,19 @@ import json
 from datetime import datetime
 from typing import Any
 
+# prev_hash of every organisation's first event, and the hash of a chain with no events yet.
+GENESIS_HASH = "0" * 64
+
+
+# One encoder, built once: json.dumps(value, **these options) would build it anew on every call, and
+# verification calls this for every event.
+_CANONICAL_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL_ENCODER.encode(value)
 
 
 def event_content(

@@ -10,8 +10,7 @@ from __future__ import annotations
 from django.db import models
 
 from caseloop.accounts.models import Organization
-
-GENESIS_HASH = "0" * 64
+from caseloop.audit.chain import GENESIS_HASH
 
 
 class AuditEvent(models.Model):
@@ -32,7 +31,9 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["organization_id", "sequence"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "sequence"], name="audit_event_unique_org_sequence")
+            models.UniqueConstraint(
+                fields=["organization", "sequence"], name="audit_event_unique_org_sequence"
+            )
         ]
         indexes = [
             models.Index(fields=["organization", "verb"], name="audit_org_verb"),

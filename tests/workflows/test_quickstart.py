@@ -16,8 +16,11 @@ pytestmark = pytest.mark.slow
 
 
 def _manage(*args: str, var_dir: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY",
-                                                            "CELERY_TASK_ALWAYS_EAGER", "DEBUG"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "CELERY_TASK_ALWAYS_EAGER", "DEBUG"}
+    }
     env["CASELOOP_VAR_DIR"] = str(var_dir)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600

@@ -40,9 +40,29 @@ def decisions_worker():
         CELERY_TASK_ALWAYS_EAGER="0",
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "caseloop", "worker", "-Q", "decisions", "--pool", "solo",
-         "-n", f"test-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "caseloop",
+            "worker",
+            "-Q",
+            "decisions",
+            "--pool",
+            "solo",
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = False

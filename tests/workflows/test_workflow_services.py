@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from caseloop.accounts.models import Role
 from caseloop.audit.models import AuditEvent
 from tests.factories import live_case_fields, make_actor, make_claims_workflow
-from workflows.models import Case, CaseStatus, Decision, DecisionStatus, Run, RubricVersion, Split
+from workflows.models import Case, CaseStatus, Decision, DecisionStatus, RubricVersion, Run, Split
 from workflows.packs import get_pack
 from workflows.services import (
     case_create,
@@ -70,7 +70,9 @@ def test_bad_rubric_criteria_are_refused_with_the_criterion_named(claims):
     actor, workflow, _ = claims
     definition = json.loads(json.dumps(get_pack("claims").default_rubric_dict))
     definition["criteria"][0]["weight"] = -1
-    definition["criteria"].append({"name": "x", "kind": "expression", "weight": 1, "params": {"expression": "1 +"}})
+    definition["criteria"].append(
+        {"name": "x", "kind": "expression", "weight": 1, "params": {"expression": "1 +"}}
+    )
     with pytest.raises(ValidationError) as exc:
         rubric_create(actor=actor, workflow=workflow, name="Broken", definition=definition)
     keys = exc.value.message_dict
@@ -106,9 +108,10 @@ def test_case_import_from_csv_with_expected_outcomes(claims):
     actor, workflow, _ = claims
     rows = live_case_fields(workflow, count=2)
     columns = list(rows[0])
-    text = _csv([[*columns, "expected_decision", "expected.amount"]] + [
-        [*(row[c] for c in columns), "approve", "1200.50"] for row in rows
-    ])
+    text = _csv(
+        [[*columns, "expected_decision", "expected.amount"]]
+        + [[*(row[c] for c in columns), "approve", "1200.50"] for row in rows]
+    )
     cases = case_import(actor=actor, workflow=workflow, text=text, fmt="csv", default_split="validation")
     assert len(cases) == 2
     stored = Case.objects.get(pk=cases[0].pk)
@@ -129,7 +132,7 @@ def test_case_import_csv_with_a_bad_value_names_line(claims):
 
 
 def test_run_policy_records_run_steps_decision_and_one_audit_event_per_step(claims):
-    actor, workflow, version = claims
+    _, workflow, version = claims
     case = Case.objects.filter(workflow=workflow, split=Split.VALIDATION).first()
     before = AuditEvent.objects.filter(verb__startswith="agent.").count()
     run = run_policy(policy_version=version, case=case)
@@ -146,7 +149,9 @@ def test_run_policy_records_run_steps_decision_and_one_audit_event_per_step(clai
 def test_a_rubric_version_freezes_once_it_has_scored_a_run(claims):
     actor, workflow, version = claims
     rubric_version = RubricVersion.objects.get(rubric__workflow=workflow)
-    rubric_version_update(actor=actor, version=rubric_version, definition=rubric_version.definition, note="ok")
+    rubric_version_update(
+        actor=actor, version=rubric_version, definition=rubric_version.definition, note="ok"
+    )
     run_policy(policy_version=version, case=Case.objects.filter(workflow=workflow).first())
     with pytest.raises(ValidationError):
         rubric_version_update(actor=actor, version=rubric_version, definition=rubric_version.definition)

@@ -79,7 +79,9 @@ def policy_version_create(
 
 
 @transaction.atomic
-def policy_version_promote(*, actor: Actor, version: PolicyVersion, stage: str, reason: str = "") -> PolicyVersion:
+def policy_version_promote(
+    *, actor: Actor, version: PolicyVersion, stage: str, reason: str = ""
+) -> PolicyVersion:
     """Move a version to ``stage``. Entering a production stage retires the workflow's previous
     production version, so exactly one version decides live cases."""
     require(actor, "policy.promote")
@@ -92,9 +94,11 @@ def policy_version_promote(*, actor: Actor, version: PolicyVersion, stage: str, 
         return version
     retired: list[int] = []
     if stage in PRODUCTION_STAGES:
-        current = PolicyVersion.objects.select_for_update().filter(
-            policy__workflow=version.policy.workflow, stage__in=PRODUCTION_STAGES
-        ).exclude(pk=version.pk)
+        current = (
+            PolicyVersion.objects.select_for_update()
+            .filter(policy__workflow=version.policy.workflow, stage__in=PRODUCTION_STAGES)
+            .exclude(pk=version.pk)
+        )
         retired = list(current.values_list("pk", flat=True))
         current.update(stage=Stage.RETIRED)
     version.stage = stage

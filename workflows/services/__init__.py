@@ -4,7 +4,12 @@ transaction and writes its audit event in it; side effects outside the database 
 from __future__ import annotations
 
 from workflows.services.cases import case_create, case_generate, case_import, parse_case_file
-from workflows.services.rubrics import rubric_create, rubric_redteam_run, rubric_version_create, rubric_version_update
+from workflows.services.rubrics import (
+    rubric_create,
+    rubric_redteam_run,
+    rubric_version_create,
+    rubric_version_update,
+)
 from workflows.services.runs import case_decide, environment_for, run_policy
 from workflows.services.workflows import reference_table_set, workflow_create, workflow_version_create
 

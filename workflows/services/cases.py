@@ -67,7 +67,9 @@ def _validate_row(
     if expected:
         decision = expected.get("decision")
         if not isinstance(decision, str) or not decision:
-            errors.setdefault(f"{where}expected.decision", []).append("an expected outcome needs a decision name")
+            errors.setdefault(f"{where}expected.decision", []).append(
+                "an expected outcome needs a decision name"
+            )
         else:
             try:
                 arguments = spec.validate_decision(decision, expected.get("arguments") or {})
@@ -149,7 +151,10 @@ def parse_case_file(text: str, *, fmt: str) -> list[tuple[int, dict[str, Any]]]:
                 continue
             if "fields" not in obj:
                 extra = {"external_id", "split", "expected"}
-                obj = {"fields": {k: v for k, v in obj.items() if k not in extra}, **{k: obj[k] for k in extra & obj.keys()}}
+                obj = {
+                    "fields": {k: v for k, v in obj.items() if k not in extra},
+                    **{k: obj[k] for k in extra & obj.keys()},
+                }
             if not isinstance(obj.get("fields"), dict):
                 errors[f"line {number}"] = "'fields' must be an object"
                 continue
@@ -202,7 +207,9 @@ def case_import(
     if not records:
         raise ValidationError({"file": "The file holds no cases."})
     if len(records) > MAX_IMPORT_ROWS:
-        raise ValidationError({"file": f"At most {MAX_IMPORT_ROWS:,} cases per import; got {len(records):,}."})
+        raise ValidationError(
+            {"file": f"At most {MAX_IMPORT_ROWS:,} cases per import; got {len(records):,}."}
+        )
     version = _current_version(workflow)
     spec = WorkflowSpec.from_dict(version.spec)
     rows: list[CaseRow] = []
@@ -221,7 +228,9 @@ def case_import(
             rows.append(row)
     if errors:
         raise ValidationError(errors)
-    cases = _insert_cases(actor=actor, workflow=workflow, version=version, rows=rows, source=CaseSource.IMPORTED)
+    cases = _insert_cases(
+        actor=actor, workflow=workflow, version=version, rows=rows, source=CaseSource.IMPORTED
+    )
     audit_record(
         actor=actor,
         verb="cases.imported",
@@ -302,9 +311,17 @@ def case_generate(
     rows = []
     for index, case in enumerate(generated):
         fields = spec.validate_case(case.fields)
-        expected = {"decision": case.expected.decision, "arguments": case.expected.arguments} if case.expected else None
-        rows.append(CaseRow(_jsonable(fields), _jsonable(expected), assigned[index], case.id, case.difficulty))
-    cases = _insert_cases(actor=actor, workflow=workflow, version=version, rows=rows, source=CaseSource.GENERATED)
+        expected = (
+            {"decision": case.expected.decision, "arguments": case.expected.arguments}
+            if case.expected
+            else None
+        )
+        rows.append(
+            CaseRow(_jsonable(fields), _jsonable(expected), assigned[index], case.id, case.difficulty)
+        )
+    cases = _insert_cases(
+        actor=actor, workflow=workflow, version=version, rows=rows, source=CaseSource.GENERATED
+    )
     audit_record(
         actor=actor,
         verb="cases.generated",

@@ -39,7 +39,9 @@ def rubric_create(*, actor: Actor, workflow: Workflow, name: str, definition: Ma
         raise ValidationError({"name": f"The workflow already has a rubric named {name!r}."})
     _checked_rubric(definition, workflow)
     rubric = Rubric.objects.create(workflow=workflow, name=name)
-    audit_record(actor=actor, verb="rubric.created", subject=rubric, payload={"workflow": workflow.pk, "name": name})
+    audit_record(
+        actor=actor, verb="rubric.created", subject=rubric, payload={"workflow": workflow.pk, "name": name}
+    )
     rubric_version_create(actor=actor, rubric=rubric, definition=definition, note="Initial version")
     return rubric
 
@@ -60,7 +62,11 @@ def rubric_version_create(
         actor=actor,
         verb="rubric_version.created",
         subject=version,
-        payload={"rubric": rubric.pk, "number": number, "criteria": len(checked.to_dict().get("criteria", []))},
+        payload={
+            "rubric": rubric.pk,
+            "number": number,
+            "criteria": len(checked.to_dict().get("criteria", [])),
+        },
     )
     return version
 
@@ -74,15 +80,16 @@ def rubric_version_update(
     version = RubricVersion.objects.select_for_update().select_related("rubric__workflow").get(pk=version.pk)
     require_same_org(actor, version.rubric.workflow)
     if version.frozen or version.runs.exists():
-        raise ValidationError(
-            {"version": f"Version {version.number} has scored runs and is frozen; create a new version instead."}
-        )
+        message = f"Version {version.number} has scored runs and is frozen; create a new version instead."
+        raise ValidationError({"version": message})
     checked = _checked_rubric(definition, version.rubric.workflow)
     version.definition = checked.to_dict()
     if note is not None:
         version.note = note
     version.save(update_fields=["definition", "note"])
-    audit_record(actor=actor, verb="rubric_version.updated", subject=version, payload={"number": version.number})
+    audit_record(
+        actor=actor, verb="rubric_version.updated", subject=version, payload={"number": version.number}
+    )
     return version
 
 
@@ -109,7 +116,9 @@ def rubric_redteam_run(
     rubric = EngineRubric.from_dict(version.definition, spec)
     cases = [
         case.to_engine()
-        for case in Case.objects.filter(workflow=workflow, split__in=["validation", "test"]).order_by("id")[:limit]
+        for case in Case.objects.filter(workflow=workflow, split__in=["validation", "test"]).order_by("id")[
+            :limit
+        ]
     ]
     if not cases:
         raise ValidationError({"cases": "Red-teaming needs validation or test cases with expected outcomes."})

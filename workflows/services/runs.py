@@ -33,7 +33,9 @@ from workflows.packs import Pack, get_pack
 from workflows.services.rubrics import rubric_version_freeze
 
 
-def environment_parts(version: WorkflowVersion) -> tuple[WorkflowSpec, dict[str, list[dict]], dict, Pack | None]:
+def environment_parts(
+    version: WorkflowVersion,
+) -> tuple[WorkflowSpec, dict[str, list[dict]], dict, Pack | None]:
     """The spec, reference tables, pack tools and pack that make up a workflow version's environment."""
     workflow = version.workflow
     spec = WorkflowSpec.from_dict(version.spec)
@@ -74,7 +76,9 @@ def run_policy(
 ) -> Run:
     """Play one episode of ``policy_version`` on ``case`` and record it with its audit trail."""
     if policy_version.policy.organization_id != case.organization_id:
-        raise ValidationError({"policy_version": "The policy and the case belong to different organisations."})
+        raise ValidationError(
+            {"policy_version": "The policy and the case belong to different organisations."}
+        )
     workflow_version = case.workflow_version
     rubric_version = rubric_version or default_rubric_version(workflow_version)
     env = environment or environment_for(workflow_version, rubric_version)
@@ -200,6 +204,11 @@ def case_decide(*, case_id: int) -> Decision | None:
         actor=Actor.for_policy(policy_version),
         verb=f"decision.{status}",
         subject=decision,
-        payload={"case": case.pk, "decision": decision.name, "arguments": decision.arguments, "stage": policy_version.stage},
+        payload={
+            "case": case.pk,
+            "decision": decision.name,
+            "arguments": decision.arguments,
+            "stage": policy_version.stage,
+        },
     )
     return decision

@@ -106,7 +106,12 @@ def parse_table_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
 
 @transaction.atomic
 def reference_table_set(
-    *, actor: Actor, workflow: Workflow, name: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()
+    *,
+    actor: Actor,
+    workflow: Workflow,
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] = (),
 ) -> ReferenceTable:
     """Create or replace one of the workflow's reference tables."""
     require(actor, "workflow.edit")

@@ -39,7 +39,9 @@ class Command(BaseCommand):
     help = "Create or complete the demo organisation, workflow, cases, policy and live decisions."
 
     def add_arguments(self, parser):
-        parser.add_argument("--cases", type=int, default=1000, help="Generated cases for train/validation/test.")
+        parser.add_argument(
+            "--cases", type=int, default=1000, help="Generated cases for train/validation/test."
+        )
         parser.add_argument("--live", type=int, default=50, help="Live cases to submit for decision.")
         parser.add_argument(
             "--password",
@@ -96,23 +98,35 @@ class Command(BaseCommand):
 
     def _rubric(self, actor: Actor, workflow: Workflow, pack) -> None:
         if not Rubric.objects.filter(workflow=workflow).exists():
-            rubric_create(actor=actor, workflow=workflow, name="Claims adjudication", definition=pack.default_rubric_dict)
+            rubric_create(
+                actor=actor,
+                workflow=workflow,
+                name="Claims adjudication",
+                definition=pack.default_rubric_dict,
+            )
             self.stdout.write("Created the default rubric.")
 
     def _cases(self, actor: Actor, workflow: Workflow, count: int) -> None:
         have = Case.objects.filter(workflow=workflow, source=CaseSource.GENERATED).count()
         if have < count:
-            case_generate(actor=actor, workflow=workflow, count=count - have, seed=CASE_SEED + have, difficulty=1)
+            case_generate(
+                actor=actor, workflow=workflow, count=count - have, seed=CASE_SEED + have, difficulty=1
+            )
             self.stdout.write(f"Generated {count - have} cases (train/validation/test).")
 
     def _production_policy(self, actor: Actor, workflow: Workflow, pack) -> None:
         policy = Policy.objects.filter(workflow=workflow, kind=PolicyKind.RULES).first()
         if policy is None:
             with transaction.atomic():
-                policy = policy_create(actor=actor, workflow=workflow, name="Expert rules", kind=PolicyKind.RULES)
+                policy = policy_create(
+                    actor=actor, workflow=workflow, name="Expert rules", kind=PolicyKind.RULES
+                )
                 version = policy_version_create(actor=actor, policy=policy, config=pack.rules_dict)
                 policy_version_promote(
-                    actor=actor, version=version, stage=Stage.SUPERVISED, reason="Quickstart: the experts' rules."
+                    actor=actor,
+                    version=version,
+                    stage=Stage.SUPERVISED,
+                    reason="Quickstart: the experts' rules.",
                 )
             self.stdout.write("Put the expert rules policy in production (supervised).")
 
@@ -130,7 +144,9 @@ class Command(BaseCommand):
     def _report(self, organization: Organization, workflow: Workflow, password: str) -> None:
         decided = Decision.objects.filter(case__workflow=workflow, case__split=Split.LIVE).count()
         live = Case.objects.filter(workflow=workflow, split=Split.LIVE).count()
-        self.stdout.write(self.style.SUCCESS(f"\n{organization.name} is ready: {live} live cases, {decided} decided."))
-        self.stdout.write("Demo logins (password: %s):" % password)
+        self.stdout.write(
+            self.style.SUCCESS(f"\n{organization.name} is ready: {live} live cases, {decided} decided.")
+        )
+        self.stdout.write(f"Demo logins (password: {password}):")
         for role in Role.values:
             self.stdout.write(f"  {role:<9} {role}@acme")
