@@ -4,6 +4,7 @@ own transaction, so the change and its event commit or roll back together."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -52,9 +53,18 @@ _APPEND_FIELDS = (
 )
 
 
+def _number_as_stored(text: str) -> float | int:
+    """A JSON float as PostgreSQL's jsonb hands it back: no -0, and 1e+16 written out as an integer."""
+    if "e+" in text:  # Python writes floats of 1e16 and more with an exponent, and all of them are integral
+        return int(Decimal(text))
+    value = float(text)
+    return 0.0 if value == 0 else value
+
+
 def _jsonable(payload: Any) -> Any:
-    # Decimals, dates and UUIDs become strings once, here, so the stored payload and the hashed one agree.
-    return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    # Decimals, dates and UUIDs become strings, and floats take the form the database will return,
+    # once, here, so the stored payload and the hashed one agree on every backend.
+    return json.loads(json.dumps(payload, cls=DjangoJSONEncoder), parse_float=_number_as_stored)
 
 
 def _locked_head(connection: BaseDatabaseWrapper, organization_id: int) -> tuple[int, str]:
