@@ -18,6 +18,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("decisions"), Queue("training"), Queue("default"))
 app.conf.task_routes = {
     "workflows.tasks.decide_case": {"queue": "decisions"},
-    "training.tasks.*": {"queue": "training"},
+    "training.tasks.run_training_job": {"queue": "training"},
 }
 app.autodiscover_tasks()
