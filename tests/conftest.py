@@ -49,3 +49,10 @@ def pytest_terminal_summary(terminalreporter):
                 f"{count} TESTS SKIPPED: {service} is not reachable (they run, and must pass, in CI)",
                 red=True,
             )
+
+
+@pytest.fixture(autouse=True)
+def _artifacts_in_tmp(settings, tmp_path):
+    """Checkpoints go to a fresh directory per test: job ids repeat across test databases, and a
+    stale checkpoint from another run must never be resumed."""
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"

@@ -67,3 +67,56 @@ def live_case_fields(workflow, *, seed: int = 99, count: int = 1) -> list[dict]:
         c.fields
         for c in get_pack(workflow.pack).generate_cases(count, seed=seed, difficulty=1, tables=tables)
     ]
+
+
+# --------------------------------------------------------------------------- live decisions and review
+
+
+def approve_rules(*, confidence: float = 0.99, amount: str = "amount_claimed") -> dict:
+    """A rules policy config that runs every claims check and then approves ``amount`` with
+    ``confidence``: lets a test choose the decision, its amount and its confidence."""
+    return {
+        "checks": ["lookup_policy", "check_coverage", "claim_history", "fraud_score", "compute_payout"],
+        "rules": [],
+        "default": {
+            "decision": "approve",
+            "arguments": {"amount": amount},
+            "explanation": "Paying {amount_claimed} on policy {policy_number}.",
+            "confidence": confidence,
+        },
+    }
+
+
+def make_rules_version(
+    actor: Actor, workflow, *, config: dict, stage: str | None = None, name: str | None = None
+):
+    """Another rules policy of ``workflow`` with one version, optionally promoted to ``stage``."""
+    from training.models import PolicyKind
+    from training.services import policy_create, policy_version_create, policy_version_promote
+
+    policy = policy_create(
+        actor=actor, workflow=workflow, name=name or f"Rules {next(_counter)}", kind=PolicyKind.RULES
+    )
+    version = policy_version_create(actor=actor, policy=policy, config=config)
+    if stage:
+        version = policy_version_promote(actor=actor, version=version, stage=stage)
+    return version
+
+
+def decide_live_case(actor: Actor, workflow, fields: dict):
+    """Create a live case and decide it as the ``decisions`` worker would; returns its Decision."""
+    from workflows.models import Case, CaseStatus
+    from workflows.services import case_create, case_decide
+
+    # decide=False: no on-commit task; the test plays the worker itself, synchronously.
+    case = case_create(actor=actor, workflow=workflow, fields=fields, decide=False)
+    Case.objects.filter(pk=case.pk).update(status=CaseStatus.QUEUED)
+    return case_decide(case_id=case.pk)
+
+
+def claims_fields(workflow, *, amount: float | None = None, seed: int = 99, index: int = 0) -> dict:
+    """One live claim's fields; ``amount`` overrides the amount claimed."""
+    fields = dict(live_case_fields(workflow, seed=seed, count=index + 1)[index])
+    if amount is not None:
+        fields["amount_claimed"] = amount
+    return fields

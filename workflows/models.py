@@ -20,6 +20,11 @@ class Workflow(models.Model):
     pack = models.CharField(
         max_length=40, blank=True, help_text="Pack providing tools and generators, e.g. claims."
     )
+    review_settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Autonomy and review settings (workflows.review_settings); missing keys take defaults.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -224,15 +229,29 @@ class Step(models.Model):
 
 
 class DecisionStatus(models.TextChoices):
+    """A decision's life; the transitions are in ``workflows.services.decisions.TRANSITIONS``."""
+
     PROPOSED = "proposed", "Proposed"
     PENDING_REVIEW = "pending_review", "Pending review"
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
     CORRECTED = "corrected", "Corrected"
     EXECUTED = "executed", "Executed"
+    SHADOW = "shadow", "Shadow"  # a shadow version's decision: recorded and compared, never executed
+
+
+class ReviewOutcome(models.TextChoices):
+    """How review ended for a decision: what agreement with reviewers is measured on."""
+
+    APPROVED = "approved", "Approved as proposed"
+    CORRECTED = "corrected", "Corrected"
+    REJECTED = "rejected", "Rejected"
 
 
 class Decision(models.Model):
+    """A run's outcome and its life. ``name`` and ``arguments`` are what the policy proposed and never
+    change; ``outcome`` is what is executed (or would be): the proposal, or a reviewer's correction."""
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="decisions")
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="decisions")
     run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="decision")
@@ -242,22 +261,69 @@ class Decision(models.Model):
     name = models.CharField(max_length=80)
     arguments = models.JSONField(default=dict)
     explanation = models.JSONField(
-        default=dict, help_text="Structured: text, facts cited, confidence, alternatives."
+        default=dict,
+        help_text="Structured: text, facts (tool → result), cited, rule, criteria, confidence, "
+        "alternatives, features.",
     )
     confidence = models.FloatField(null=True)
     status = models.CharField(max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.PROPOSED)
+    outcome = models.JSONField(
+        null=True, blank=True, help_text='What is executed: {"decision": …, "arguments": {…}}.'
+    )
+    routing = models.JSONField(
+        default=dict, blank=True, help_text="Why it was executed or sent to review: stage, confidence, risk."
+    )
+    risk_level = models.PositiveSmallIntegerField(
+        default=0, help_text="Highest risk level of the rules that fired: 0 none, 1 low … 4 critical."
+    )
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    review_round = models.PositiveSmallIntegerField(
+        default=0, help_text="Bumped by each correction: approvals count within the current round."
+    )
+    review_requested_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="claimed_decisions",
+    )
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    review_outcome = models.CharField(max_length=16, choices=ReviewOutcome.choices, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["organization", "status"], name="decision_org_status")]
+        indexes = [
+            models.Index(fields=["organization", "status"], name="decision_org_status"),
+            models.Index(
+                fields=["organization", "-risk_level", "review_requested_at"],
+                name="decision_review_queue",
+                condition=models.Q(status="pending_review"),
+            ),
+            models.Index(fields=["policy_version", "reviewed_at"], name="decision_version_reviewed"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=DecisionStatus.values), name="decision_status_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(approvals_required__gte=1, approvals_required__lte=2),
+                name="decision_approvals_one_or_two",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} on {self.case}"
 
 
 class Review(models.Model):
+    """One reviewer's verdict on a decision. A rejection is the decision's negative label, with its
+    reason; approvals and corrections that finalise a decision link the labelled case they made."""
+
     class Verdict(models.TextChoices):
         APPROVE = "approve", "Approve"
         REJECT = "reject", "Reject"
@@ -267,14 +333,32 @@ class Review(models.Model):
     decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    round = models.PositiveSmallIntegerField(default=0, help_text="The decision's review round it counts in.")
     corrected_decision = models.CharField(max_length=80, blank=True)
     corrected_arguments = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True)
     comment = models.TextField(blank=True)
+    labelled_case = models.ForeignKey(
+        Case,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The train case this verdict labelled (source review).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A reviewer counts once per round: the second of four eyes is someone else's.
+            models.UniqueConstraint(
+                fields=["decision", "round", "reviewer"], name="review_one_per_reviewer_per_round"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(verdict="reject") | ~models.Q(reason=""), name="review_reject_has_reason"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.reviewer} on {self.decision_id}"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
-from caseloop.accounts.permissions import Actor, require
-from training.models import PRODUCTION_STAGES, PolicyVersion
-from workflows.models import Case, Decision, DecisionStatus, Run, Workflow
+from caseloop.accounts.permissions import Actor, require, require_same_org
+from training.models import PRODUCTION_STAGES, PolicyVersion, Stage
+from workflows.engine.environment import CaseData, Outcome
+from workflows.models import Case, Decision, DecisionStatus, Review, ReviewOutcome, Run, Workflow
+from workflows.review_settings import ReviewSettings, risk_level_name
 
 
 def workflow_list(*, actor: Actor) -> QuerySet[Workflow]:
@@ -95,3 +101,248 @@ def organization_overview(*, actor: Actor) -> dict[str, Any]:
         "totals": totals,
         "recent_decisions": list(decisions.select_related("case")[:10]) if actor.can("decision.view") else [],
     }
+
+
+# --------------------------------------------------------------------------- review
+
+
+def review_settings_for(*, workflow: Workflow) -> ReviewSettings:
+    """The workflow's autonomy and review settings (defaults for what it has not set)."""
+    return ReviewSettings.from_dict(workflow.review_settings)
+
+
+@dataclass(frozen=True)
+class ReviewQueueItem:
+    """One decision waiting for review, with its age against the workflow's service level."""
+
+    decision: Decision
+    risk_level: str
+    age: timedelta
+    due_at: datetime
+    overdue: bool
+    service_level_hours: float
+    approvals: int
+    approvals_required: int
+    claimed_by_id: int | None
+    claim_active: bool
+
+
+def pending_reviews(*, actor: Actor, workflow: Workflow | None = None) -> QuerySet[Decision]:
+    """Decisions waiting for review, by priority: highest risk first, then oldest first.
+    ``approvals`` counts the approvals already given in the current round (four-eyes)."""
+    require(actor, "decision.view")
+    decisions = Decision.objects.filter(organization=actor.organization, status=DecisionStatus.PENDING_REVIEW)
+    if workflow is not None:
+        require_same_org(actor, workflow)
+        decisions = decisions.filter(case__workflow=workflow)
+    return (
+        decisions.select_related("case__workflow", "policy_version__policy", "claimed_by")
+        .annotate(approvals=Count("reviews", filter=Q(reviews__round=F("review_round"))))
+        .order_by("-risk_level", "review_requested_at", "id")
+    )
+
+
+def review_queue(
+    *, actor: Actor, workflow: Workflow | None = None, now: datetime | None = None, limit: int = 100
+) -> list[ReviewQueueItem]:
+    """The first ``limit`` items of the review queue, each with its age, due time and claim."""
+    now = now or timezone.now()
+    settings_by_workflow: dict[int, ReviewSettings] = {}
+    items = []
+    for decision in pending_reviews(actor=actor, workflow=workflow)[:limit]:
+        workflow_ = decision.case.workflow
+        settings = settings_by_workflow.get(workflow_.pk)
+        if settings is None:
+            settings = settings_by_workflow[workflow_.pk] = review_settings_for(workflow=workflow_)
+        since = decision.review_requested_at or decision.created_at
+        due_at = since + timedelta(hours=settings.service_level_hours)
+        claim_active = bool(
+            decision.claimed_by_id and decision.claim_expires_at and decision.claim_expires_at > now
+        )
+        items.append(
+            ReviewQueueItem(
+                decision=decision,
+                risk_level=risk_level_name(decision.risk_level),
+                age=now - since,
+                due_at=due_at,
+                overdue=now > due_at,
+                service_level_hours=settings.service_level_hours,
+                approvals=decision.approvals,  # type: ignore[attr-defined]
+                approvals_required=decision.approvals_required,
+                claimed_by_id=decision.claimed_by_id if claim_active else None,
+                claim_active=claim_active,
+            )
+        )
+    return items
+
+
+def decision_reviews(*, actor: Actor, decision: Decision) -> QuerySet[Review]:
+    require(actor, "decision.view")
+    require_same_org(actor, decision)
+    return Review.objects.filter(decision=decision).select_related("reviewer").order_by("created_at", "id")
+
+
+# --------------------------------------------------------------------------- agreement with reviewers
+
+
+def _reviewed(version: PolicyVersion) -> QuerySet[Decision]:
+    return Decision.objects.filter(policy_version=version).exclude(review_outcome="")
+
+
+def policy_version_agreement(version: PolicyVersion, last_n: int | None = None) -> tuple[float, int]:
+    """(agreement rate, number of reviewed decisions) of ``version`` over its last ``last_n``
+    reviewed decisions (all of them when None).
+
+    A reviewed decision agrees when reviewers approved it as proposed; a correction or a rejection
+    disagrees. Decisions executed autonomously, shadow decisions and those still pending are not
+    reviewed and do not count. The rate is 0.0 when nothing was reviewed: read it with the count."""
+    outcomes = _reviewed(version).order_by("-reviewed_at", "-id").values_list("review_outcome", flat=True)
+    if last_n is not None:
+        outcomes = outcomes[:last_n]
+    listed = list(outcomes)
+    if not listed:
+        return 0.0, 0
+    agreed = sum(1 for outcome in listed if outcome == ReviewOutcome.APPROVED)
+    return agreed / len(listed), len(listed)
+
+
+@dataclass(frozen=True)
+class AgreementPoint:
+    day: date
+    reviewed: int
+    agreed: int
+
+    @property
+    def rate(self) -> float:
+        return self.agreed / self.reviewed if self.reviewed else 0.0
+
+
+def policy_version_agreement_series(
+    version: PolicyVersion, *, since: datetime | None = None
+) -> list[AgreementPoint]:
+    """Agreement with reviewers per day (UTC) of review, oldest first: the curve over time."""
+    decisions = _reviewed(version)
+    if since is not None:
+        decisions = decisions.filter(reviewed_at__gte=since)
+    rows = (
+        decisions.annotate(day=TruncDate("reviewed_at"))
+        .values("day")
+        .annotate(reviewed=Count("id"), agreed=Count("id", filter=Q(review_outcome=ReviewOutcome.APPROVED)))
+        .order_by("day")
+    )
+    return [AgreementPoint(row["day"], row["reviewed"], row["agreed"]) for row in rows]
+
+
+def outcomes_agree(left: dict[str, Any], right: dict[str, Any]) -> bool:
+    """Same decision, and the same arguments: numbers within 1% (or 1.0), the rest equal — the
+    tolerance of the claims rubric's payout criterion."""
+    if left.get("decision") != right.get("decision"):
+        return False
+    a, b = left.get("arguments") or {}, right.get("arguments") or {}
+    if set(a) != set(b):
+        return False
+    for key, value in a.items():
+        other = b[key]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, other))
+        if numbers:
+            if not math.isclose(value, other, rel_tol=0.01, abs_tol=1.0):
+                return False
+        elif value != other:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    """A shadow version's decisions against what was executed on the same live cases."""
+
+    shadow_decisions: int
+    compared: int  # cases where something was executed
+    agreed: int
+    disagreements: list[dict[str, Any]]
+
+    @property
+    def rate(self) -> float:
+        return self.agreed / self.compared if self.compared else 0.0
+
+
+def shadow_comparison(version: PolicyVersion, *, limit: int = 50) -> ShadowComparison:
+    """How often ``version``'s shadow decisions match the outcome executed for the case (the
+    approved or corrected production decision, or the autonomous one). Cases still in review or
+    rejected have nothing executed and are not compared; up to ``limit`` disagreements are listed."""
+    shadows = list(
+        Decision.objects.filter(policy_version=version, status=DecisionStatus.SHADOW).values_list(
+            "pk", "case_id", "name", "arguments"
+        )
+    )
+    executed = dict(
+        Decision.objects.filter(
+            case_id__in={case_id for _, case_id, _, _ in shadows}, status=DecisionStatus.EXECUTED
+        ).values_list("case_id", "outcome")
+    )
+    compared = agreed = 0
+    disagreements: list[dict[str, Any]] = []
+    for pk, case_id, name, arguments in shadows:
+        outcome = executed.get(case_id)
+        if outcome is None:
+            continue
+        compared += 1
+        shadow = {"decision": name, "arguments": arguments}
+        if outcomes_agree(shadow, outcome):
+            agreed += 1
+        elif len(disagreements) < limit:
+            disagreements.append({"decision": pk, "case": case_id, "shadow": shadow, "executed": outcome})
+    return ShadowComparison(len(shadows), compared, agreed, disagreements)
+
+
+def shadow_policy_versions(*, workflow: Workflow) -> list[PolicyVersion]:
+    """The workflow's versions in shadow: they decide every live case alongside production."""
+    return list(
+        PolicyVersion.objects.filter(policy__workflow=workflow, stage=Stage.SHADOW)
+        .select_related("policy")
+        .order_by("id")
+    )
+
+
+# --------------------------------------------------------------------------- verdicts as training signal
+
+
+@dataclass(frozen=True)
+class NegativeLabel:
+    """A rejected outcome: on ``case`` (fields only), ``outcome`` is wrong, for ``reason``."""
+
+    case: CaseData
+    outcome: Outcome
+    reason: str
+    review_id: int
+    policy_version_id: int
+
+
+def review_negative_labels(*, workflow: Workflow) -> list[NegativeLabel]:
+    """Every rejection in ``workflow``, oldest first, as training signal.
+
+    Training can use them as negative reward: when a rollout on ``case`` ends in ``outcome``
+    (same decision and arguments, ``outcomes_agree``), add a penalty to the rubric's score; or as
+    the rejected side of preference pairs. Corrections and approvals need none of this: they
+    become labelled train cases (source review) that ``training_cases`` already reads."""
+    reviews = (
+        Review.objects.filter(decision__case__workflow=workflow, verdict=Review.Verdict.REJECT)
+        .select_related("decision__case")
+        .order_by("created_at", "id")
+    )
+    return [
+        NegativeLabel(
+            case=CaseData(
+                id=str(r.decision.case_id),
+                fields=r.decision.case.fields,
+                difficulty=r.decision.case.difficulty,
+            ),
+            outcome=Outcome.from_dict(
+                r.decision.outcome or {"decision": r.decision.name, "arguments": r.decision.arguments}
+            ),
+            reason=r.reason,
+            review_id=r.pk,
+            policy_version_id=r.decision.policy_version_id,
+        )
+        for r in reviews
+    ]

@@ -78,20 +78,50 @@ def policy_version_create(
     return version
 
 
+def promotion_check(version: PolicyVersion) -> str | None:
+    """Why ``version`` may not replace production without force, or None when it may.
+
+    It must have a validation report made against the current production version, and must score
+    at least as well as production did on those same cases."""
+    from workflows.selectors import production_policy_version
+
+    production = production_policy_version(workflow=version.policy.workflow)
+    if production is None or production.pk == version.pk:
+        return None
+    report = (
+        version.evaluations.filter(split="validation", production_version=production).order_by("-id").first()
+    )
+    if report is None:
+        return f"{version} has no validation evaluation against production {production}; evaluate it first."
+    ours, theirs = report.metrics.get("score/mean", 0.0), (report.production or {}).get("score/mean", 0.0)
+    if ours < theirs:
+        return f"{version} scores {ours:.3f} on validation, below production {production} at {theirs:.3f}."
+    return None
+
+
 @transaction.atomic
 def policy_version_promote(
-    *, actor: Actor, version: PolicyVersion, stage: str, reason: str = ""
+    *, actor: Actor, version: PolicyVersion, stage: str, reason: str = "", force: bool = False
 ) -> PolicyVersion:
-    """Move a version to ``stage``. Entering a production stage retires the workflow's previous
-    production version, so exactly one version decides live cases."""
+    """Move a version to ``stage`` (admins only, audited). Entering a production stage retires the
+    workflow's previous production version, so exactly one version decides live cases. A version
+    that scores below production on validation is refused unless ``force`` with a written reason;
+    autonomy additionally needs the reviewers' agreement, which cannot be forced."""
     require(actor, "policy.promote")
-    version = PolicyVersion.objects.select_for_update().select_related("policy").get(pk=version.pk)
+    version = PolicyVersion.objects.select_for_update().select_related("policy__workflow").get(pk=version.pk)
     require_same_org(actor, version.policy)
     if stage not in Stage.values:
         raise ValidationError({"stage": f"Unknown stage {stage!r}; choose one of {', '.join(Stage.values)}."})
     previous_stage = version.stage
     if stage == previous_stage:
         return version
+    # Autonomy is earned with reviewers: no override, unlike the evaluation gate.
+    agreement = autonomy_agreement_check(version) if stage == Stage.AUTONOMOUS else None
+    refusal = promotion_check(version) if stage in PRODUCTION_STAGES else None
+    if refusal and not force:
+        raise ValidationError({"version": refusal})
+    if refusal and not reason.strip():
+        raise ValidationError({"reason": "Forcing a promotion needs a written reason."})
     retired: list[int] = []
     if stage in PRODUCTION_STAGES:
         current = (
@@ -108,6 +138,41 @@ def policy_version_promote(
         actor=actor,
         verb="policy_version.promoted",
         subject=version,
-        payload={"from": previous_stage, "to": stage, "reason": reason, "retired": retired},
+        payload={
+            "from": previous_stage,
+            "to": stage,
+            "reason": reason,
+            "retired": retired,
+            "forced_over": refusal,
+            "agreement": agreement,
+        },
     )
     return version
+
+
+def autonomy_agreement_check(version: PolicyVersion) -> dict[str, Any]:
+    """The figures that allow ``version`` to become autonomous: reviewers approved at least the
+    workflow's ``agreement_threshold`` of its last ``agreement_window`` reviewed decisions (and it
+    has that many). Raises ValidationError on ``stage`` with the figures otherwise."""
+    from workflows.selectors import policy_version_agreement, review_settings_for
+
+    settings = review_settings_for(workflow=version.policy.workflow)
+    window, threshold = settings.agreement_window, settings.agreement_threshold
+    rate, reviewed = policy_version_agreement(version, last_n=window)
+    figures = {"rate": rate, "reviewed": reviewed, "threshold": threshold, "window": window}
+    if reviewed < window:
+        raise ValidationError(
+            {
+                "stage": f"{version} cannot become autonomous: it has {reviewed} reviewed decision(s) and "
+                f"needs {window} with reviewers agreeing on at least {threshold:.1%} of them."
+            }
+        )
+    if rate < threshold:
+        raise ValidationError(
+            {
+                "stage": f"{version} cannot become autonomous: reviewers agreed with {rate:.1%} of its last "
+                f"{reviewed} reviewed decisions ({round(rate * reviewed)}/{reviewed}); "
+                f"at least {threshold:.1%} is needed."
+            }
+        )
+    return figures

@@ -3,6 +3,9 @@ the Run, its Steps, the Decision and one audit event per step — all in one tra
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -14,14 +17,13 @@ from caseloop.audit.services import audit_record
 from training.loading import policy_load
 from training.models import PolicyVersion, Stage
 from workflows.engine.environment import Environment, Observation
-from workflows.engine.policies import run_episode
+from workflows.engine.policies import Policy, run_episode
 from workflows.engine.rubric import Rubric as EngineRubric
 from workflows.engine.spec import WorkflowSpec
 from workflows.models import (
     Case,
     CaseStatus,
     Decision,
-    DecisionStatus,
     ReferenceTable,
     Rubric,
     RubricVersion,
@@ -30,7 +32,10 @@ from workflows.models import (
     WorkflowVersion,
 )
 from workflows.packs import Pack, get_pack
+from workflows.services.decisions import decision_explanation, decision_route
 from workflows.services.rubrics import rubric_version_freeze
+
+logger = logging.getLogger(__name__)
 
 
 def environment_parts(
@@ -49,10 +54,13 @@ def default_rubric_version(workflow_version: WorkflowVersion) -> RubricVersion |
     return rubric.latest_version if rubric else None
 
 
-def environment_for(workflow_version: WorkflowVersion, rubric_version: RubricVersion | None) -> Environment:
+def environment_factory(
+    workflow_version: WorkflowVersion, rubric_version: RubricVersion | None
+) -> Callable[[], Environment]:
+    """A factory of fresh environments for one workflow and rubric version (data loaded once)."""
     spec, tables, pack_tools, _ = environment_parts(workflow_version)
     rubric = EngineRubric.from_dict(rubric_version.definition, spec) if rubric_version else None
-    return Environment(spec, tables, rubric=rubric, pack_tools=pack_tools)
+    return partial(Environment, spec, tables, rubric=rubric, pack_tools=pack_tools)
 
 
 def _observation_summary(observation: Observation) -> dict[str, Any]:
@@ -73,16 +81,21 @@ def run_policy(
     rubric_version: RubricVersion | None = None,
     seed: int = 0,
     environment: Environment | None = None,
+    policy: Policy | None = None,
+    evaluation: Any = None,
 ) -> Run:
-    """Play one episode of ``policy_version`` on ``case`` and record it with its audit trail."""
+    """Play one episode of ``policy_version`` on ``case`` and record it with its audit trail.
+
+    ``environment`` and ``policy`` may be passed in already built when many cases are run in a row
+    (evaluation); ``evaluation`` links the run to an EvaluationReport."""
     if policy_version.policy.organization_id != case.organization_id:
         raise ValidationError(
             {"policy_version": "The policy and the case belong to different organisations."}
         )
     workflow_version = case.workflow_version
     rubric_version = rubric_version or default_rubric_version(workflow_version)
-    env = environment or environment_for(workflow_version, rubric_version)
-    policy = policy_load(policy_version, env.spec)
+    env = environment or environment_factory(workflow_version, rubric_version)()
+    policy = policy or policy_load(policy_version, env.spec)
     trajectory = run_episode(env, policy, case.to_engine(), seed=seed)
     score = env.score
     run = Run.objects.create(
@@ -91,6 +104,7 @@ def run_policy(
         workflow_version=workflow_version,
         rubric_version=rubric_version,
         policy_version=policy_version,
+        evaluation=evaluation,
         seed=seed,
         status=Run.Status.FINISHED,
         total_reward=sum(step.reward for step in trajectory.steps),
@@ -147,26 +161,19 @@ def run_policy(
             policy_version=policy_version,
             name=decision.name,
             arguments=decision.arguments,
-            explanation={
-                "text": decision.explanation,
-                "facts": trajectory.revealed(),
-                "alternatives": decision.probabilities,
-            },
+            explanation=decision_explanation(
+                trajectory=trajectory, spec=env.spec, policy=policy, rubric=env.rubric
+            ),
             confidence=decision.confidence,
         )
     return run
 
 
-# What a production stage does with a fresh decision. Review and autonomy rules refine this.
-_STATUS_FOR_STAGE = {
-    Stage.AUTONOMOUS: DecisionStatus.EXECUTED,
-    Stage.SUPERVISED: DecisionStatus.PENDING_REVIEW,
-}
-
-
 @transaction.atomic
 def case_decide(*, case_id: int) -> Decision | None:
-    """Decide a queued live case with its workflow's production policy version.
+    """Decide a queued live case with its workflow's production policy version, route the decision
+    by the version's stage (``decision_route``: review, or execution when autonomy allows), and let
+    every shadow version decide the case too, for comparison only.
 
     Safe to run twice: the case row is locked and claimed only while it is still queued, so a
     redelivered task finds it decided and does nothing. A worker that dies mid-way rolls back and
@@ -196,19 +203,30 @@ def case_decide(*, case_id: int) -> Decision | None:
             subject=case,
             payload={"run": run.pk, "reason": "the policy ran out of steps without deciding"},
         )
-        return None
-    status = _STATUS_FOR_STAGE.get(policy_version.stage, DecisionStatus.PROPOSED)
-    decision.status = status
-    decision.save(update_fields=["status"])
-    audit_record(
-        actor=Actor.for_policy(policy_version),
-        verb=f"decision.{status}",
-        subject=decision,
-        payload={
-            "case": case.pk,
-            "decision": decision.name,
-            "arguments": decision.arguments,
-            "stage": policy_version.stage,
-        },
-    )
+    else:
+        decision = decision_route(decision=decision, stage=policy_version.stage)
+    _decide_in_shadow(case)
     return decision
+
+
+def _decide_in_shadow(case: Case) -> None:
+    """Each shadow version decides the case as well; its decision is recorded, never executed.
+    A shadow version must never cost production its decision: its failure is logged and audited,
+    inside a savepoint that rolls back only its own writes."""
+    from workflows.selectors import shadow_policy_versions
+
+    for version in shadow_policy_versions(workflow=case.workflow):
+        try:
+            with transaction.atomic():
+                run = run_policy(policy_version=version, case=case)
+                shadow = getattr(run, "decision", None)
+                if shadow is not None:
+                    decision_route(decision=shadow, stage=Stage.SHADOW)
+        except Exception as exc:  # any failure of an unproven version stays out of production's way
+            logger.exception("shadow version %s failed on case %s", version.pk, case.pk)
+            audit_record(
+                actor=Actor.for_policy(version),
+                verb="decision.shadow_failed",
+                subject=case,
+                payload={"policy_version": version.pk, "error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
