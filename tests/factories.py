@@ -99,7 +99,10 @@ def make_rules_version(
     )
     version = policy_version_create(actor=actor, policy=policy, config=config)
     if stage:
-        version = policy_version_promote(actor=actor, version=version, stage=stage)
+        # Forced: these tests are about routing and review, not about the evaluation gate.
+        version = policy_version_promote(
+            actor=actor, version=version, stage=stage, force=True, reason="test set-up"
+        )
     return version
 
 

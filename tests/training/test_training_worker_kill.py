@@ -133,5 +133,5 @@ def test_a_killed_training_worker_is_replaced_and_the_job_resumes_from_its_check
         celery_app.conf.task_always_eager = eager
         for worker in (first, second):
             if worker is not None and worker.poll() is None:
-                worker.terminate()
+                worker.kill()  # a warm shutdown would wait for the training task to finish
                 worker.wait(timeout=20)

@@ -279,6 +279,9 @@ def decision_explanation(
     alternatives = [
         {"decision": name, "probability": p, "chosen": name == decision.name} for p, name in weighed
     ]
+    # Neural policies say which input features drove the choice (integrated gradients).
+    attribute = getattr(policy, "feature_attributions", None)
+    features = attribute(trajectory.steps[-1].observation_before, decision.name) if attribute else []
     return {
         "text": text,
         "facts": facts,
@@ -287,7 +290,7 @@ def decision_explanation(
         "criteria": _criteria_about(rubric, spec, decision.name),
         "confidence": decision.confidence,
         "alternatives": alternatives,
-        "features": [],
+        "features": features,
     }
 
 

@@ -2,8 +2,9 @@
 
 Creates (or completes) the organisation "Acme Insurance" with one login per role, the auto-insurance
 claims workflow with its reference data and default rubric, 1,000 generated cases split
-train/validation/test, the expert-rules policy as the production version, and 50 live cases
-decided through Celery. Running it again adds only what is missing.
+train/validation/test, the expert-rules policy as the production version, 50 live cases decided
+through Celery, and a short PPO training run with its evaluation. Running it again adds only what
+is missing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from django.db import transaction
 from caseloop.accounts.models import Membership, Organization, Role
 from caseloop.accounts.permissions import Actor
 from caseloop.accounts.services import membership_set, organization_create
-from training.models import Policy, PolicyKind, Stage
+from training.management.commands.evaluate import print_report
+from training.models import JobStatus, Policy, PolicyKind, Stage, TrainingJob
 from training.services import policy_create, policy_version_create, policy_version_promote
+from training.services.jobs import training_job_launch
 from workflows.models import Case, CaseSource, Decision, Rubric, Split, Workflow
 from workflows.packs import get_pack
 from workflows.services import (
@@ -44,14 +47,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--live", type=int, default=50, help="Live cases to submit for decision.")
         parser.add_argument(
+            "--train-updates", type=int, default=120, help="PPO updates of the demo training run (0: skip it)."
+        )
+        parser.add_argument(
             "--password",
             default=os.environ.get("CASELOOP_DEMO_PASSWORD", "caseloop-demo"),
             help="Password of the demo logins (default: $CASELOOP_DEMO_PASSWORD or caseloop-demo).",
         )
 
-    def handle(self, *args, cases: int, live: int, password: str, **options):
-        if cases < 0 or live < 0:
-            raise CommandError("--cases and --live must be zero or more.")
+    def handle(self, *args, cases: int, live: int, password: str, train_updates: int, **options):
+        if cases < 0 or live < 0 or train_updates < 0:
+            raise CommandError("--cases, --live and --train-updates must be zero or more.")
         pack = get_pack("claims")
         organization, admin_actor = self._organization_and_users(password)
         workflow = self._workflow(admin_actor, pack)
@@ -59,6 +65,8 @@ class Command(BaseCommand):
         self._cases(admin_actor, workflow, cases)
         self._production_policy(admin_actor, workflow, pack)
         self._live_cases(admin_actor, workflow, pack, live)
+        if train_updates:
+            self._training(admin_actor, workflow, train_updates)
         self._report(organization, workflow, password)
 
     @transaction.atomic
@@ -140,6 +148,19 @@ class Command(BaseCommand):
             # Live cases come without an expected outcome: that is what the policy must decide.
             case_create(actor=actor, workflow=workflow, fields=case.fields, external_id=f"live-{case.id}")
         self.stdout.write(f"Submitted {len(generated)} live cases for decision.")
+
+    def _training(self, actor: Actor, workflow: Workflow, updates: int) -> None:
+        """A short PPO run through the training queue (in-process on the embedded default)."""
+        if TrainingJob.objects.filter(workflow=workflow, status=JobStatus.SUCCEEDED).exists():
+            return
+        self.stdout.write(f"Training a PPO policy for {updates} updates…")
+        job = training_job_launch(actor=actor, workflow=workflow, config={"ppo": {"total_updates": updates}})
+        job.refresh_from_db()
+        if job.status != JobStatus.SUCCEEDED:
+            self.stdout.write(f"Training job {job.pk} is {job.status}; a training worker will pick it up.")
+            return
+        for report in job.result_version.evaluations.order_by("id"):
+            print_report(self.stdout, report)
 
     def _report(self, organization: Organization, workflow: Workflow, password: str) -> None:
         decided = Decision.objects.filter(case__workflow=workflow, case__split=Split.LIVE).count()
