@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     # whichever learner happens to run first.
     torch.optim.Adam(torch.nn.Linear(1, 1).parameters())
     import stable_baselines3  # noqa: F401
+
     bench = ClaimsBench(args.seed, args.train_per_level, args.test_per_level)
     base = PPOConfig(seed=args.seed)
     updates = max(1, args.steps // base.batch_size)

@@ -19,8 +19,11 @@ from workflows.services.reviews import review_claim_next, review_submit
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 LIVE_CASES = 60
-RETRAIN = {"ppo": {"total_updates": 250, "num_envs": 64, "rollout_steps": 8, "rollout_workers": 0},
-           "include_review_cases": True, "evaluate_limit": 60}
+RETRAIN = {
+    "ppo": {"total_updates": 250, "num_envs": 64, "rollout_steps": 8, "rollout_workers": 0},
+    "include_review_cases": True,
+    "evaluate_limit": 60,
+}
 
 
 def _review_everything(reviewer, workflow) -> tuple[int, int]:
@@ -57,7 +60,10 @@ def test_corrections_retrain_a_policy_that_agrees_more_with_reviewers():
     approved, corrected = _review_everything(reviewer, workflow)
     assert approved + corrected == LIVE_CASES
     assert corrected > 0, "the expert rules should make some mistakes for reviewers to correct"
-    assert Case.objects.filter(workflow=workflow, source=CaseSource.REVIEW, split=Split.TRAIN).count() == LIVE_CASES
+    assert (
+        Case.objects.filter(workflow=workflow, source=CaseSource.REVIEW, split=Split.TRAIN).count()
+        == LIVE_CASES
+    )
     old_rate, old_n = policy_version_agreement(rules_version)
     assert old_n == LIVE_CASES
 

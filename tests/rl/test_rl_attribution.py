@@ -13,7 +13,9 @@ from workflows.engine import run_episode
 
 @pytest.fixture(scope="module")
 def policy(world) -> NeuralPolicy:
-    result = train(small_config(total_updates=3), env_factory=world.env_factory, train_cases=world.train_cases)
+    result = train(
+        small_config(total_updates=3), env_factory=world.env_factory, train_cases=world.train_cases
+    )
     return result.policy()
 
 
@@ -28,7 +30,7 @@ def test_attributions_name_workflow_features_and_sum_to_the_log_probability_chan
     everything = integrated_gradients(policy, observation, action, steps=64, top_k=policy.featurizer.size)
     assert everything, "a trained network's choice depends on some input"
     assert {a["feature"] for a in everything} <= set(policy.featurizer.names)
-    # Completeness: attributions add up to log π(a|x) − log π(a|0), up to the Riemann sum's error.
+    # Completeness: attributions add up to log pi(a|x) - log pi(a|0), up to the midpoint sum's error.
     names = policy.layout.action_names
     features = torch.from_numpy(policy.featurizer.transform(observation)).float()[None]
     mask = torch.from_numpy(policy.layout.mask(observation))[None]

@@ -1,9 +1,10 @@
 """Which input features drove a neural policy's choice: integrated gradients on the featurized
 observation, named in the workflow's own field names.
 
-For the chosen action a, attribution_i = (x_i − x'_i) · ∫₀¹ ∂ log π(a | x' + α(x − x')) / ∂x_i dα,
-with the all-zero baseline x' (every fact unknown, nothing called) and a Riemann sum of ``steps``
-points. Attributions sum (up to the approximation) to log π(a|x) − log π(a|x'), so a reviewer
+For the chosen action a: attribution_i = (x_i - b_i) * mean over t in (0, 1] of
+d log pi(a | b + t (x - b)) / d x_i, with the all-zero baseline b (every fact unknown, nothing
+called) and a midpoint sum of ``steps`` points. Attributions add up (to the approximation) to
+log pi(a|x) - log pi(a|b), so a reviewer
 reads them as "how much each fact moved the policy towards this action". The action mask of the
 real observation is kept along the path: we explain the choice among the actions that were allowed.
 """

@@ -15,6 +15,8 @@ carries
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from workflows.engine import Action, Observation, WorkflowSpec
@@ -89,7 +91,9 @@ class NeuralPolicy:
                 )
         return action
 
-    def feature_attributions(self, observation: Observation, action_name: str, *, top_k: int = 6) -> list[dict]:
+    def feature_attributions(
+        self, observation: Observation, action_name: str, *, top_k: int = 6
+    ) -> list[dict[str, Any]]:
         """The input features that drove choosing ``action_name`` here (integrated gradients)."""
         from .attribution import integrated_gradients
 

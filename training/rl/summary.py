@@ -45,7 +45,7 @@ def _same_arguments(expected: Mapping[str, Any], got: Mapping[str, Any], errors:
 
 def summarise_episodes(episodes: Sequence[EpisodeSummary]) -> dict[str, Any]:
     """Mean and min score, pass rate per criterion, outcome accuracy and exactness, amount error,
-    confusion matrix (expected × chosen) and gate triggers over ``episodes``."""
+    confusion matrix (expected by chosen) and gate triggers over ``episodes``."""
     if not episodes:
         raise ValueError("no episodes to summarise")
     scores: list[float] = []

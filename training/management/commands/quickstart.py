@@ -47,7 +47,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--live", type=int, default=50, help="Live cases to submit for decision.")
         parser.add_argument(
-            "--train-updates", type=int, default=120, help="PPO updates of the demo training run (0: skip it)."
+            "--train-updates",
+            type=int,
+            default=120,
+            help="PPO updates of the demo training run (0: skip it).",
         )
         parser.add_argument(
             "--password",
