@@ -29,7 +29,10 @@ to the local rollout and says why in ``fallback_reason``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -215,9 +218,26 @@ def _split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the trainer dies (a SIGKILLed Celery worker, say)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _worker_main(
-    connection: Any, settings: RolloutSettings, index: int, num_envs: int, shape: ModelShape
+    connection: Any,
+    settings: RolloutSettings,
+    index: int,
+    num_envs: int,
+    shape: ModelShape,
+    inherited: Sequence[Any] = (),
 ) -> None:
+    # A forked child holds copies of the trainer's pipe ends; close them so the trainer's death
+    # reaches this worker as EOF, and die with it in any case.
+    for end in inherited:
+        end.close()
+    _die_with_parent()
     torch.set_num_threads(1)  # one core per worker; the trainer process does the optimisation
     try:
         model = ActorCritic(shape)
@@ -265,7 +285,7 @@ class RolloutPool(_Closing):
                 parent, child = context.Pipe()
                 process = context.Process(
                     target=_worker_main,
-                    args=(child, settings, index, count, model.shape),
+                    args=(child, settings, index, count, model.shape, [*self._connections, parent]),
                     name=f"caseloop-rollout-{index}",
                     daemon=True,
                 )
