@@ -3,10 +3,7 @@ and finishes it."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,16 +11,15 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 
 from caseloop.audit.models import AuditEvent
 from caseloop.celery import app as celery_app
+from tests.celery_workers import start_worker, stop_worker
 from tests.factories import make_actor, make_claims_workflow
 from training.models import JobStatus, TrainingJob
 from training.rl.checkpoint import latest_checkpoint
 from training.services.jobs import training_job_launch, training_jobs_requeue_stale
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.redis,
@@ -45,40 +41,6 @@ CONFIG = {
 }
 
 
-def _start_worker(name: str) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        CELERY_TASK_ALWAYS_EAGER="0",
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "caseloop",
-            "worker",
-            "-Q",
-            "training",
-            "--pool",
-            "solo",
-            "-n",
-            f"{name}-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,7 +57,7 @@ def test_a_killed_training_worker_is_replaced_and_the_job_resumes_from_its_check
     workflow, _ = make_claims_workflow(actor, cases=120)
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = False
-    first = _start_worker("first")
+    first = start_worker("training", "first")
     second = None
     try:
         job = training_job_launch(actor=actor, workflow=workflow, config=CONFIG)
@@ -112,7 +74,7 @@ def test_a_killed_training_worker_is_replaced_and_the_job_resumes_from_its_check
         assert killed_at.status == JobStatus.RUNNING  # nobody finished it
         assert killed_at.update < CONFIG["ppo"]["total_updates"]
 
-        second = _start_worker("second")
+        second = start_worker("training", "second")
         assert training_jobs_requeue_stale(stale_after=timedelta(0)) == [job.pk]
         finished = _wait(
             lambda: (
@@ -131,7 +93,5 @@ def test_a_killed_training_worker_is_replaced_and_the_job_resumes_from_its_check
         assert finished.result_version is not None
     finally:
         celery_app.conf.task_always_eager = eager
-        for worker in (first, second):
-            if worker is not None and worker.poll() is None:
-                worker.kill()  # a warm shutdown would wait for the training task to finish
-                worker.wait(timeout=20)
+        stop_worker(first)
+        stop_worker(second)

@@ -3,78 +3,35 @@ service layer."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 
 from caseloop.audit.selectors import audit_verify
 from caseloop.celery import app as celery_app
+from tests.celery_workers import start_worker, stop_worker
 from tests.factories import live_case_fields, make_actor, make_claims_workflow
 from workflows.models import Case, CaseStatus, Decision, DecisionStatus
 from workflows.services import case_create
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
 def decisions_worker():
     """Start ``celery worker -Q decisions`` against the test database; stop it afterwards."""
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-    env = dict(
-        os.environ,
-        DATABASE_URL=_database_url(),
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        CELERY_TASK_ALWAYS_EAGER="0",
-    )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "caseloop",
-            "worker",
-            "-Q",
-            "decisions",
-            "--pool",
-            "solo",
-            "-n",
-            f"test-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker("decisions", "test", output=subprocess.PIPE)
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = False
     try:
         yield worker
     finally:
         celery_app.conf.task_always_eager = eager
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
 
 
 def test_real_worker_decides_a_live_case_submitted_through_the_service(decisions_worker):

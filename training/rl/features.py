@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from workflows.engine import Action, CaseData, Environment, Observation, WorkflowSpec, format_value
+from workflows.engine.policies import tool_order
 
 __all__ = [
     "SCHEMA_FORMAT",
@@ -81,25 +82,9 @@ def spec_hash(spec: WorkflowSpec) -> str:
 # --------------------------------------------------------------------------- sample observations
 
 
-def _tool_order(spec: WorkflowSpec) -> list[str]:
-    """Every tool, each after the tools it requires (spec order otherwise)."""
-    order: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in order:
-            return
-        for required in spec.tool(name).requires:
-            visit(required)
-        order.append(name)
-
-    for name in spec.tool_names:
-        visit(name)
-    return order
-
-
 def collect_observations(env: Environment, cases: Iterable[CaseData]) -> list[Observation]:
     """Observations from calling every tool (in ``requires`` order) on each case, for fitting."""
-    order = _tool_order(env.spec)
+    order = tool_order(env.spec)
     observations: list[Observation] = []
     for case in cases:
         observation = env.reset(case)

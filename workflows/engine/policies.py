@@ -283,7 +283,7 @@ class ApproveAfterChecksPolicy:
     def __init__(self, spec: WorkflowSpec) -> None:
         self.spec = spec
         self.decision = _find_decision(spec, ("approve", "accept", "pay", "grant"), 0)
-        self._order = _tool_order(spec)
+        self._order = tool_order(spec)
         self._probabilities = _spread(spec, self.decision.name, 0.95)
         self._next = 0
 
@@ -310,8 +310,8 @@ class ApproveAfterChecksPolicy:
         )
 
 
-def _tool_order(spec: WorkflowSpec) -> list[str]:
-    """Tools in spec order, each after what it requires."""
+def tool_order(spec: WorkflowSpec) -> list[str]:
+    """Every tool in spec order, each after the tools it requires."""
     order: list[str] = []
 
     def visit(name: str) -> None:
