@@ -103,3 +103,18 @@ def test_features_are_finite_and_bounded(world, env, featurizer):
     rows = np.stack([featurizer.transform(o) for o in collect_observations(env, world.test_cases)])
     assert np.isfinite(rows).all()
     assert np.abs(rows).max() <= 24.0
+
+
+def test_piecewise_linear_bins_place_a_value_between_their_edges(featurizer):
+    from training.rl.features import _bin_values
+
+    edges = [0.0, 10.0, 20.0, 40.0]
+    assert _bin_values(-1.0, edges) == [0.0, 0.0, 0.0]
+    assert _bin_values(5.0, edges) == [0.5, 0.0, 0.0]
+    assert _bin_values(10.0, edges) == [1.0, 0.0, 0.0]
+    assert _bin_values(30.0, edges) == [1.0, 1.0, 0.5]
+    assert _bin_values(99.0, edges) == [1.0, 1.0, 1.0]
+    assert _bin_values(None, edges) == [0.0, 0.0, 0.0]
+    binned = [name for name in featurizer.names if name.startswith("compute_payout.payout in [")]
+    assert len(binned) >= 3
+    assert any(name.startswith("days(incident_date→report_date) in [") for name in featurizer.names)

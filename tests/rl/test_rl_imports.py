@@ -13,6 +13,7 @@ def test_training_rl_imports_no_django():
     code = (
         "import sys\n"
         "import training.rl, training.rl.gym_adapter, training.rl.ppo, training.rl.checkpoint\n"
+        "import training.rl.rollout, training.rl.quality, training.rl.summary\n"
         "from training.rl import evaluate, curriculum, vec, features, actions, nets, policy\n"
         "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
         "print(','.join(bad))\n"

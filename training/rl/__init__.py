@@ -8,10 +8,12 @@ You are at the RL side's front door. The pieces, in the order a training job mee
   choices, amounts pointed at from observed values) and its mask;
 - ``nets``: :class:`ActorCritic` — the MLP actor-critic;
 - ``ppo``: :class:`PPOConfig` and :func:`train` — the PPO loop;
-- ``curriculum`` and ``vec``: difficulty schedule and the vector of environments;
+- ``curriculum``, ``vec`` and ``rollout``: difficulty schedule, the vector of environments and
+  rollout collection (in this process or in forked worker processes);
 - ``checkpoint``: atomic, self-describing checkpoints and :func:`load_policy` for serving;
 - ``policy``: :class:`NeuralPolicy` — a trained network as an engine ``Policy``;
-- ``evaluate``: :func:`evaluate_policy` and friends;
+- ``evaluate``: :func:`evaluate_policy` and friends (``summary`` holds the shared definition);
+- ``quality``: the claims-pack quality bar (``python -m training.rl.quality``);
 - ``gym_adapter``: ``WorkflowGymEnv`` for other RL libraries (imports gymnasium; not imported
   here, so this package does not need it).
 """

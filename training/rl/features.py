@@ -39,6 +39,7 @@ arguments (numeric and date values a decision argument can point at), see ``acti
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
@@ -165,12 +166,16 @@ def _bin_names(name: str, edges: Sequence[float]) -> list[str]:
 
 def _bin_values(x: float | None, edges: Sequence[float]) -> list[float]:
     """Piecewise-linear encoding: how far ``x`` is through each bin (0 before it, 1 after it)."""
+    bins = len(edges) - 1
     if x is None:
-        return [0.0] * (len(edges) - 1)
-    out = []
-    for a, b in itertools.pairwise(edges):
-        out.append(0.0 if x <= a else 1.0 if x >= b else (x - a) / (b - a))
-    return out
+        return [0.0] * bins
+    full = bisect.bisect_right(edges, x) - 1  # bins entirely below x (x >= their upper edge)
+    if full >= bins:
+        return [1.0] * bins
+    if full < 0:
+        return [0.0] * bins
+    a, b = edges[full], edges[full + 1]
+    return [1.0] * full + [(x - a) / (b - a)] + [0.0] * (bins - full - 1)
 
 
 def _number_names(name: str, entry: Mapping[str, Any]) -> list[str]:
@@ -274,14 +279,14 @@ class Featurizer:
                             if isinstance(other, str) and other.strip().lower() == value.strip().lower():
                                 equalities[tool].setdefault(key, set()).add(field_name)
         # Lookup tools declare their columns: keep them even when the samples never showed them.
-        for tool in spec.tools:
-            declared = ["found", *tool.returns] if tool.kind == "lookup" else []
-            if tool.kind == "expression":
-                declared = [tool.result_name or "value"]
+        for tool_spec in spec.tools:
+            declared = ["found", *tool_spec.returns] if tool_spec.kind == "lookup" else []
+            if tool_spec.kind == "expression":
+                declared = [tool_spec.result_name or "value"]
             for key in declared:
-                if key not in tool_values[tool.name]:
-                    tool_values[tool.name][key] = []
-                    tool_keys_order[tool.name].append(key)
+                if key not in tool_values[tool_spec.name]:
+                    tool_values[tool_spec.name][key] = []
+                    tool_keys_order[tool_spec.name].append(key)
         case_schema = _case_schema(spec, sample_cases)
         tools_schema = []
         for tool in spec.tool_names:
@@ -438,16 +443,38 @@ class Featurizer:
             1.0 if observation.last_error else 0.0,
         ]
 
-    def transform(self, observation: Observation) -> np.ndarray:
-        """Features of one observation (float32, shape ``(size,)``), computed from scratch."""
+    def transform(
+        self, observation: Observation, *, blocks: dict[Any, Any] | None = None, case_key: Any = None
+    ) -> np.ndarray:
+        """Features of one observation (float32, shape ``(size,)``).
+
+        With a ``blocks`` dict and a ``case_key`` identifying the case, the case block and each
+        tool's block are remembered per case (valid because the engine is deterministic)."""
         row = np.zeros(self.size, dtype=np.float32)
         case = observation.case
-        row[: self.case_size] = self.encode_case(case)
-        case_dates = self.case_date_ordinals(case)
+        cached = blocks is not None and case_key is not None
+
+        def block(part: str | None, compute: Any) -> Any:
+            if not cached:
+                return compute()
+            assert blocks is not None
+            key = (case_key, part)
+            found = blocks.get(key)
+            if found is None:
+                found = blocks[key] = compute()
+            return found
+
+        row[: self.case_size] = block(None, lambda: self.encode_case(case))
+        case_dates: list[int | None] | None = None
         for segment in self._segments:
             result = observation.revealed.get(segment.tool)
             if result is not None:
-                row[segment.start : segment.stop] = self.encode_tool(segment.tool, result, case, case_dates)
+                if case_dates is None:
+                    case_dates = block("__dates__", lambda: self.case_date_ordinals(case))
+                row[segment.start : segment.stop] = block(
+                    segment.tool,
+                    lambda s=segment, r=result, d=case_dates: self.encode_tool(s.tool, r, case, d),
+                )
         row[self.size - 3 :] = self.step_values(observation)
         return row
 

@@ -20,7 +20,9 @@ and a list of cases (one drawn per ``reset``) behind the Gymnasium API:
   ``criteria`` (applied criteria's scores), ``decision`` and ``expected``.
 
 ``reset(options={"case_index": i})`` picks a case; otherwise one is drawn with the env's
-seeded ``np_random``. This module is the only one in ``training.rl`` that imports gymnasium.
+seeded ``np_random``. Features, masks and explanation facts are remembered per case and revealed
+tools (``vec.StepCache``; the engine is deterministic); the environments of one vector may share
+one ``cache``. This module is the only one in ``training.rl`` that imports gymnasium.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class WorkflowGymEnv(gym.Env[np.ndarray, np.ndarray]):
         cases: Sequence[CaseData],
         featurizer: Featurizer | None = None,
         seed: int | None = None,
+        *,
+        cache: StepCache | None = None,
     ) -> None:
         if not cases:
             raise ValueError("cases is empty")
@@ -68,8 +72,9 @@ class WorkflowGymEnv(gym.Env[np.ndarray, np.ndarray]):
             low=-_BOUND, high=_BOUND, shape=(self.featurizer.size,), dtype=np.float32
         )
         self.action_space = spaces.MultiDiscrete([self.layout.num_actions, *self.layout.head_sizes])
-        # Features, masks and fact lists per case and revealed tools (the engine is deterministic).
-        self._cache = StepCache(self.featurizer, self.layout)
+        # Features, masks and fact lists per case and revealed tools (the engine is deterministic);
+        # environments of one vector may share one cache (same featurizer and cases).
+        self._cache = cache if cache is not None else StepCache(self.featurizer, self.layout)
         self._features_row = np.zeros(self.featurizer.size, dtype=np.float32)
         self._observation: Observation | None = None
         self._case: CaseData | None = None

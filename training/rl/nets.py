@@ -108,6 +108,9 @@ class ActorCritic(nn.Module):
     """Actor and critic MLPs, one policy head (action logits, then every argument head's logits,
     in the flat-mask layout) and a value head."""
 
+    segment_index: torch.Tensor
+    head_owner: torch.Tensor
+
     def __init__(self, shape: ModelShape) -> None:
         super().__init__()
         if shape.activation not in ("tanh", "relu"):

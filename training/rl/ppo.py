@@ -114,12 +114,17 @@ class PPOConfig:
     rollout_workers: int = field(
         default=2,
         metadata=_help(
-            "Worker processes stepping the environments (0: in this process). Runs are reproducible "
-            "for a given value; 0 and 1 give the same run."
+            "Processes stepping the environments, this one included (0 or 1: only this one). One per "
+            "free core; on a machine busy with other work 1 is faster. Runs are reproducible for a "
+            "given value; 0 and 1 give the same run."
         ),
     )
     torch_threads: int = field(
-        default=0, metadata=_help("torch.set_num_threads for the run (0: leave as is).")
+        default=1,
+        metadata=_help(
+            "torch.set_num_threads for the run (0: leave as is). One is fastest for these small "
+            "networks, and spare cores go to rollout_workers."
+        ),
     )
     deterministic: bool = field(
         default=True, metadata=_help("torch.use_deterministic_algorithms during the run (reproducible).")

@@ -1,11 +1,12 @@
 """A vector of engine Environments stepped together, for batched rollouts.
 
 You are in the RL side's arena stands. :class:`VecEnv` holds ``num_envs`` plain
-``Environment`` objects (from ``env_factory``), one incremental feature encoder per slot, and a
-case sampler. ``step`` takes the network's chosen indices for every slot, turns them into engine
-Actions (decisions with an explanation, since the rubric scores it), steps each environment,
-and when an episode ends records its :class:`EpisodeResult` and resets the slot on a fresh
-training case — the returned features are then the new episode's first observation.
+``Environment`` objects (from ``env_factory``), a case sampler and a :class:`StepCache` of
+features and masks shared by the slots. ``step`` takes the network's chosen indices for every
+slot, turns them into engine Actions (decisions with an explanation, since the rubric scores
+it), steps each environment, and when an episode ends records its :class:`EpisodeResult` and
+resets the slot on a fresh training case — the returned features are then the new episode's
+first observation.
 
 For exact resumption the in-flight episodes are part of the state: each slot's case id and the
 indices it chose so far. The environment is deterministic, so :meth:`load_state_dict` replays
@@ -45,6 +46,7 @@ class StepCache:
         self.layout = layout
         self.limit = limit
         self._rows: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+        self._blocks: dict[Any, Any] = {}
         self._facts: dict[Any, str] = {}
         self._progress = featurizer.size - featurizer.progress_size
 
@@ -57,7 +59,9 @@ class StepCache:
         if hit is None:
             if len(self._rows) >= self.limit:
                 self._rows.clear()
-            hit = self._rows[key] = (self.featurizer.transform(observation), self.layout.mask(observation))
+                self._blocks.clear()
+            features = self.featurizer.transform(observation, blocks=self._blocks, case_key=case_key)
+            hit = self._rows[key] = (features, self.layout.mask(observation))
         features_out[:] = hit[0]
         features_out[self._progress :] = self.featurizer.step_values(observation)
         mask_out[:] = hit[1]
@@ -138,7 +142,7 @@ class VecEnv:
         )
 
     def step(
-        self, action_N: Sequence[int], heads_N_H: Sequence[Sequence[int]]
+        self, action_N: np.ndarray | Sequence[int], heads_N_H: np.ndarray | Sequence[Sequence[int]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[EpisodeResult]]:
         """Act in every slot; returns features, masks, rewards, dones and the finished episodes."""
         rewards_N = np.zeros(self.num_envs, dtype=np.float32)
