@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "caseloop.accounts",
     "caseloop.audit",
+    "caseloop.webhooks",
     "workflows",
     "training",
 ]
@@ -67,6 +68,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "caseloop.accounts.context_processors.membership",
+                "caseloop.navigation.navigation",
             ],
         },
     },

@@ -8,5 +8,9 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("caseloop.accounts.urls")),
     path("", include("workflows.urls")),
+    path("training/", include("training.urls")),
+    path("audit/", include("caseloop.audit.urls")),
+    path("organization/webhooks/", include("caseloop.webhooks.urls")),
+    path("api/", include("caseloop.api.urls")),
     path("django-admin/", admin.site.urls),
 ]

@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-from django.urls import path
+from workflows.views import authoring, cases, dashboard, reviews
 
-from workflows import views
-
-urlpatterns = [
-    path("", views.home, name="home"),
-]
+urlpatterns = [*dashboard.urlpatterns, *authoring.urlpatterns, *cases.urlpatterns, *reviews.urlpatterns]

@@ -1,9 +1,10 @@
-"""Server-rendered pages for workflows and cases. Thin: they call selectors and services."""
+"""The dashboard: what is happening in the current organisation today."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.urls import path
 
 from workflows import selectors
 
@@ -15,3 +16,8 @@ def home(request):
     return render(
         request, "workflows/home.html", {"overview": selectors.organization_overview(actor=request.actor)}
     )
+
+
+urlpatterns = [
+    path("", home, name="home"),
+]

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from caseloop.audit import views
+
+urlpatterns = views.urlpatterns

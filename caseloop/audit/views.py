@@ -1,0 +1,5 @@
+"""Audit pages: filtered event list, search in explanations, chain verification, export."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

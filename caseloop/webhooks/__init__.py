@@ -1,0 +1,1 @@
+"""Signed outbound notifications (webhooks) and the log of their delivery attempts."""

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from training import views
+
+urlpatterns = views.urlpatterns
