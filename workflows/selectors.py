@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet
-from django.db.models.functions import TruncDate
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor, require, require_same_org
@@ -147,9 +148,14 @@ def review_queue(
 ) -> list[ReviewQueueItem]:
     """The first ``limit`` items of the review queue, each with its age, due time and claim."""
     now = now or timezone.now()
+    return _review_queue_items(pending_reviews(actor=actor, workflow=workflow)[:limit], now)
+
+
+def _review_queue_items(decisions: Any, now: datetime) -> list[ReviewQueueItem]:
+    """Queue items for ``decisions`` (rows of :func:`pending_reviews`): age, due time, claim."""
     settings_by_workflow: dict[int, ReviewSettings] = {}
     items = []
-    for decision in pending_reviews(actor=actor, workflow=workflow)[:limit]:
+    for decision in decisions:
         workflow_ = decision.case.workflow
         settings = settings_by_workflow.get(workflow_.pk)
         if settings is None:
@@ -346,3 +352,204 @@ def review_negative_labels(*, workflow: Workflow) -> list[NegativeLabel]:
         )
         for r in reviews
     ]
+
+
+# --------------------------------------------------------------------------- operations screens
+# The dashboard and the paginated review queue. Each read is a fixed number of grouped queries
+# over the organisation (per workflow at most one more), never one per row shown.
+
+DASHBOARD_WORKFLOWS = 50  # workflows shown on the dashboard, by name
+DASHBOARD_WINDOW_DAYS = 30  # executed decisions and agreement curves look back this far
+
+
+def review_queue_page(
+    *,
+    actor: Actor,
+    page: int | str | None = 1,
+    per_page: int = 25,
+    workflow: Workflow | None = None,
+    now: datetime | None = None,
+) -> tuple[Page, list[ReviewQueueItem]]:
+    """One page of the review queue (same order as :func:`review_queue`) and its items."""
+    paginator = Paginator(pending_reviews(actor=actor, workflow=workflow), per_page)
+    page_ = paginator.get_page(page)
+    return page_, _review_queue_items(page_.object_list, now or timezone.now())
+
+
+@dataclass(frozen=True)
+class WorkflowToday:
+    """One workflow on the dashboard."""
+
+    workflow: Workflow
+    cases_by_split: dict[str, int]
+    live_cases_today: int
+    pending: int
+    overdue: int
+    oldest_pending_since: datetime | None
+    service_level_hours: float
+    executed: int  # in the window
+    executed_without_review: int
+    production: PolicyVersion | None
+    agreement: float  # over the production version's last ``agreement_window`` reviewed decisions
+    agreement_reviewed: int
+    agreement_window: int
+    agreement_series: list[AgreementPoint]
+
+    @property
+    def share_without_review(self) -> float | None:
+        return self.executed_without_review / self.executed if self.executed else None
+
+
+@dataclass(frozen=True)
+class DashboardOverview:
+    now: datetime
+    window_days: int
+    workflows: list[WorkflowToday]
+    more_workflows: bool
+    totals: dict[str, int]
+    live_cases_today: int
+    pending: int
+    overdue: int
+    oldest_pending_since: datetime | None
+    executed: int
+    executed_without_review: int
+    recent_jobs: list[Any]  # training.TrainingJob
+    recent_decisions: list[Decision]
+
+    @property
+    def share_without_review(self) -> float | None:
+        return self.executed_without_review / self.executed if self.executed else None
+
+    @property
+    def oldest_pending_age(self) -> timedelta | None:
+        return self.now - self.oldest_pending_since if self.oldest_pending_since else None
+
+
+def dashboard_overview(
+    *, actor: Actor, now: datetime | None = None, window_days: int = DASHBOARD_WINDOW_DAYS
+) -> DashboardOverview:
+    """What the dashboard shows for the actor's organisation: today's live cases, what waits for
+    review and for how long, the share executed without review, agreement with reviewers, the
+    production version of each workflow and the latest training jobs."""
+    from training.models import TrainingJob
+
+    require(actor, "workflow.view")
+    now = now or timezone.now()
+    organization = actor.organization
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = now - timedelta(days=window_days)
+    workflows = list(workflow_list(actor=actor).order_by("name", "id")[: DASHBOARD_WORKFLOWS + 1])
+    more = len(workflows) > DASHBOARD_WORKFLOWS
+    workflows = workflows[:DASHBOARD_WORKFLOWS]
+    settings = {w.pk: review_settings_for(workflow=w) for w in workflows}
+
+    cases = Case.objects.filter(organization=organization)
+    by_split: dict[int, dict[str, int]] = {}
+    for workflow_id, split, n in (
+        cases.values_list("workflow_id", "split").annotate(n=Count("id")).order_by("workflow_id", "split")
+    ):
+        by_split.setdefault(workflow_id, {})[split] = n
+    live_today = dict(
+        cases.filter(split="live", created_at__gte=day_start)
+        .values_list("workflow_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    decisions = Decision.objects.filter(organization=organization)
+    # Overdue depends on each workflow's service level: one OR of (workflow, cutoff) pairs.
+    overdue_filter = Q(pk__in=[])
+    for workflow_id, settings_ in settings.items():
+        cutoff = now - timedelta(hours=settings_.service_level_hours)
+        overdue_filter |= Q(case__workflow_id=workflow_id) & (
+            Q(review_requested_at__lt=cutoff) | Q(review_requested_at__isnull=True, created_at__lt=cutoff)
+        )
+    pending = {
+        row["case__workflow_id"]: row
+        for row in decisions.filter(status=DecisionStatus.PENDING_REVIEW)
+        .values("case__workflow_id")
+        .annotate(
+            n=Count("id"),
+            overdue=Count("id", filter=overdue_filter),
+            oldest=Min(Coalesce("review_requested_at", "created_at")),
+        )
+        .order_by()
+    }
+    executed = {
+        row["case__workflow_id"]: row
+        for row in decisions.filter(status=DecisionStatus.EXECUTED, executed_at__gte=since)
+        .values("case__workflow_id")
+        .annotate(n=Count("id"), unreviewed=Count("id", filter=Q(review_outcome="")))
+        .order_by()
+    }
+    production: dict[int, PolicyVersion] = {}
+    for version in (
+        PolicyVersion.objects.filter(policy__organization=organization, stage__in=PRODUCTION_STAGES)
+        .select_related("policy")
+        .order_by("-promoted_at", "-id")
+    ):
+        production.setdefault(version.policy.workflow_id, version)
+
+    rows = []
+    for workflow in workflows:
+        settings_ = settings[workflow.pk]
+        version = production.get(workflow.pk)
+        rate, reviewed = (0.0, 0)
+        series: list[AgreementPoint] = []
+        if version is not None:
+            rate, reviewed = policy_version_agreement(version, last_n=settings_.agreement_window)
+            series = policy_version_agreement_series(version, since=since)
+        waiting = pending.get(workflow.pk, {})
+        done = executed.get(workflow.pk, {})
+        rows.append(
+            WorkflowToday(
+                workflow=workflow,
+                cases_by_split=by_split.get(workflow.pk, {}),
+                live_cases_today=live_today.get(workflow.pk, 0),
+                pending=waiting.get("n", 0),
+                overdue=waiting.get("overdue", 0),
+                oldest_pending_since=waiting.get("oldest"),
+                service_level_hours=settings_.service_level_hours,
+                executed=done.get("n", 0),
+                executed_without_review=done.get("unreviewed", 0),
+                production=version,
+                agreement=rate,
+                agreement_reviewed=reviewed,
+                agreement_window=settings_.agreement_window,
+                agreement_series=series,
+            )
+        )
+    totals = decisions.aggregate(
+        total=Count("id"),
+        pending=Count("id", filter=Q(status=DecisionStatus.PENDING_REVIEW)),
+        executed=Count("id", filter=Q(status=DecisionStatus.EXECUTED)),
+    )
+    oldest = [row["oldest"] for row in pending.values() if row["oldest"] is not None]
+    jobs = (
+        list(
+            TrainingJob.objects.filter(organization=organization)
+            .select_related("workflow", "policy", "result_version__policy")
+            .order_by("-created_at", "-id")[:5]
+        )
+        if actor.can("training.view")
+        else []
+    )
+    recent = (
+        list(decisions.select_related("case").order_by("-created_at", "-id")[:10])
+        if actor.can("decision.view")
+        else []
+    )
+    return DashboardOverview(
+        now=now,
+        window_days=window_days,
+        workflows=rows,
+        more_workflows=more,
+        totals=totals,
+        live_cases_today=sum(live_today.values()),
+        pending=sum(row["n"] for row in pending.values()),
+        overdue=sum(row["overdue"] for row in pending.values()),
+        oldest_pending_since=min(oldest) if oldest else None,
+        executed=sum(row["n"] for row in executed.values()),
+        executed_without_review=sum(row["unreviewed"] for row in executed.values()),
+        recent_jobs=jobs,
+        recent_decisions=recent,
+    )

@@ -1,0 +1,257 @@
+"""The operations screens through Django's test client: dashboard, review queue, training, audit and
+organisation admin. Each page checks role and organisation on the server, and list pages make the
+same number of queries whatever their page size."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from caseloop.accounts.models import ApiKey, Membership, Role
+from caseloop.accounts.permissions import Actor
+from caseloop.audit.export import verify_export
+from caseloop.audit.models import AuditEvent
+from tests.factories import claims_fields, decide_live_case, make_actor, make_claims_workflow, make_member
+from workflows.models import Case, Decision, DecisionStatus, Review, Run
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@pytest.fixture
+def org():
+    """An organisation with the claims workflow (expert rules supervised: every decision is
+    reviewed), and one member per role."""
+    admin = make_actor(role=Role.ADMIN)
+    workflow, rules = make_claims_workflow(admin, cases=40)
+    organization = admin.organization
+
+    def member(role: str) -> Actor:
+        return Actor(organization=organization, user=make_member(organization, role), role=role)
+
+    class Org:
+        pass
+
+    o = Org()
+    o.admin, o.workflow, o.rules = admin, workflow, rules
+    o.reviewer, o.auditor, o.expert = member(Role.REVIEWER), member(Role.AUDITOR), member(Role.EXPERT)
+    o.member = member
+    return o
+
+
+def decide(org, *, index: int = 0, amount: float | None = None) -> Decision:
+    decision = decide_live_case(
+        org.admin, org.workflow, claims_fields(org.workflow, index=index, amount=amount)
+    )
+    assert decision is not None and decision.status == DecisionStatus.PENDING_REVIEW
+    return decision
+
+
+def copies_of_pending(decision: Decision, count: int) -> None:
+    """``count`` more pending decisions, bulk-made as copies of a real one (case, run, decision), so
+    list pages can be measured at 100+ rows without deciding 100 cases."""
+    now = timezone.now()
+    case, run = decision.case, decision.run
+    cases = Case.objects.bulk_create(
+        [
+            Case(
+                organization_id=case.organization_id,
+                workflow_id=case.workflow_id,
+                workflow_version_id=case.workflow_version_id,
+                external_id=f"copy-{i}",
+                fields=case.fields,
+                split=case.split,
+                source=case.source,
+                status=case.status,
+            )
+            for i in range(count)
+        ]
+    )
+    runs = Run.objects.bulk_create(
+        [
+            Run(
+                organization_id=run.organization_id,
+                case=c,
+                workflow_version_id=run.workflow_version_id,
+                rubric_version_id=run.rubric_version_id,
+                policy_version_id=run.policy_version_id,
+                status=run.status,
+            )
+            for c in cases
+        ]
+    )
+    Decision.objects.bulk_create(
+        [
+            Decision(
+                organization_id=decision.organization_id,
+                case=c,
+                run=r,
+                policy_version_id=decision.policy_version_id,
+                name=decision.name,
+                arguments=decision.arguments,
+                explanation=decision.explanation,
+                confidence=decision.confidence,
+                status=DecisionStatus.PENDING_REVIEW,
+                outcome=decision.outcome,
+                routing=decision.routing,
+                risk_level=decision.risk_level,
+                approvals_required=decision.approvals_required,
+                review_requested_at=now - timedelta(minutes=i),
+            )
+            for i, (c, r) in enumerate(zip(cases, runs, strict=True))
+        ]
+    )
+
+
+def count_queries(client, url: str) -> tuple[int, bytes]:
+    client.get(url)  # the first request of a session also stores the current organisation in it
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return len(queries), response.content
+
+
+def login(client, actor: Actor):
+    client.force_login(actor.user)
+    return client
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def test_dashboard_shows_todays_work_pending_age_and_production(client, org):
+    decide(org, index=0)
+    decide(org, index=1)
+    response = login(client, org.reviewer).get("/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'data-testid="live-today">2<' in page
+    assert 'data-testid="decisions-pending">2<' in page
+    assert "Expert rules v1" in page
+    assert "Oldest waiting" in page
+    assert "no reviewed decisions yet" in page
+
+
+def test_dashboard_counts_agreement_and_share_executed_without_review(client, org):
+    from workflows.services import review_claim_next, review_submit
+
+    decision = decide(org)
+    claimed = review_claim_next(actor=org.reviewer)
+    assert claimed.pk == decision.pk
+    review_submit(actor=org.reviewer, decision=claimed, verdict="approve")
+    page = login(client, org.admin).get("/").content.decode()
+    assert "100% of the last 1 reviewed decisions" in page
+    # executed after review: nothing executed without review
+    assert 'data-testid="share-without-review">0%<' in page
+    assert "<svg" in page  # the agreement curve
+
+
+def test_dashboard_of_another_organisation_is_not_shown(client, org):
+    decide(org)
+    stranger = make_actor(role=Role.ADMIN)
+    page = login(client, stranger).get("/").content.decode()
+    assert "Auto claims" not in page
+    assert 'data-testid="decisions-pending">0<' in page
+
+
+# --------------------------------------------------------------------------- review queue
+
+
+def test_review_queue_lists_items_with_age_service_level_and_four_eyes(client, org):
+    decide(org)
+    response = login(client, org.reviewer).get("/reviews/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 waiting" in page
+    assert "0/1</span> approvals" in page
+    assert "(24 h)" in page
+    assert 'data-key="n"' in page
+
+
+@pytest.mark.parametrize("role", [Role.AUDITOR, Role.EXPERT])
+def test_review_queue_is_for_reviewers_and_admins(client, org, role):
+    actor = {Role.AUDITOR: org.auditor, Role.EXPERT: org.expert}[role]
+    assert login(client, actor).get("/reviews/").status_code == 403
+    assert client.post("/reviews/claim/").status_code == 403
+
+
+def test_claim_next_then_approve_goes_straight_to_the_next_item(client, org):
+    first, second = decide(org, index=0), decide(org, index=1)
+    login(client, org.reviewer)
+    response = client.post("/reviews/claim/")
+    assert response.status_code == 302
+    claimed_url = response["Location"]
+    claimed = int(claimed_url.rstrip("/").split("/")[-1])
+    assert claimed in (first.pk, second.pk)
+    item = client.get(claimed_url)
+    assert item.status_code == 200 and b'data-key="a"' in item.content
+    response = client.post(f"/reviews/{claimed}/verdict/", {"verdict": "approve", "comment": "fine"})
+    assert response.status_code == 302
+    other = ({first.pk, second.pk} - {claimed}).pop()
+    assert response["Location"] == f"/reviews/{other}/"
+    assert Decision.objects.get(pk=claimed).status in (DecisionStatus.APPROVED, DecisionStatus.EXECUTED)
+    assert Review.objects.get(decision_id=claimed).comment == "fine"
+    # the last item: after it the queue is empty and the reviewer lands on the queue page
+    response = client.post(f"/reviews/{other}/verdict/", {"verdict": "reject", "reason": "no cover"})
+    assert response["Location"] == "/reviews/"
+    assert Decision.objects.get(pk=other).status == DecisionStatus.REJECTED
+
+
+def test_a_correction_takes_the_decisions_typed_arguments(client, org):
+    decision = decide(org)
+    login(client, org.reviewer).post("/reviews/claim/")
+    response = client.post(
+        f"/reviews/{decision.pk}/verdict/",
+        {"verdict": "correct", "corrected_decision": "escalate", "arg__escalate__reason": "high_value"},
+    )
+    assert response.status_code == 302
+    decision.refresh_from_db()
+    assert decision.outcome == {"decision": "escalate", "arguments": {"reason": "high_value"}}
+    assert decision.status in (DecisionStatus.CORRECTED, DecisionStatus.EXECUTED)
+
+
+def test_bad_verdicts_are_refused_with_the_field_named(client, org):
+    decision = decide(org)
+    login(client, org.reviewer).post("/reviews/claim/")
+    response = client.post(f"/reviews/{decision.pk}/verdict/", {"verdict": "reject", "reason": "  "})
+    assert response.status_code == 400
+    assert b"A rejection needs a reason." in response.content
+    response = client.post(
+        f"/reviews/{decision.pk}/verdict/",
+        {"verdict": "correct", "corrected_decision": "approve", "arg__approve__amount": "-5"},
+    )
+    assert response.status_code == 400
+    assert b"amount" in response.content and b"at least 0" in response.content
+    assert Decision.objects.get(pk=decision.pk).status == DecisionStatus.PENDING_REVIEW
+
+
+def test_an_unclaimed_item_cannot_be_judged_and_another_orgs_is_not_found(client, org):
+    decision = decide(org)
+    other_reviewer = org.member(Role.REVIEWER)
+    login(client, other_reviewer).post("/reviews/claim/")  # other_reviewer holds it now
+    login(client, org.reviewer)
+    response = client.post(f"/reviews/{decision.pk}/verdict/", {"verdict": "approve"})
+    assert response.status_code == 302 and response["Location"] == "/reviews/"
+    assert not Review.objects.filter(decision=decision).exists()
+    stranger = make_actor(role=Role.REVIEWER)
+    assert login(client, stranger).get(f"/reviews/{decision.pk}/").status_code == 404
+    assert client.post(f"/reviews/{decision.pk}/verdict/", {"verdict": "approve"}).status_code == 404
+
+
+def test_review_queue_query_count_does_not_grow_with_page_size(client, org):
+    copies_of_pending(decide(org), 120)
+    login(client, org.reviewer)
+    small, _ = count_queries(client, "/reviews/?per_page=10")
+    large, large_page = count_queries(client, "/reviews/?per_page=100")
+    assert small == large, (small, large)
+    assert large_page.count(b"<tr") == 101  # header + 100 rows
+    assert b"121 waiting" in large_page
