@@ -19,5 +19,7 @@ app.conf.task_queues = (Queue("decisions"), Queue("training"), Queue("default"))
 app.conf.task_routes = {
     "workflows.tasks.decide_case": {"queue": "decisions"},
     "training.tasks.run_training_job": {"queue": "training"},
+    # webhooks: deliveries, their fan-out and the sweeper
+    "caseloop.webhooks.tasks.*": {"queue": "default"},
 }
 app.autodiscover_tasks()

@@ -128,3 +128,19 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- webhooks (caseloop.webhooks): delivery timeout, retries with back-off, disabling, log retention ---
+WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 10, minimum=1)  # connect, write and read, each
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)  # per delivery, the first included
+WEBHOOK_RETRY_BASE_S = env_int("WEBHOOK_RETRY_BASE_S", 10)  # waits: base, 2·base, 4·base …
+WEBHOOK_RETRY_MAX_S = env_int("WEBHOOK_RETRY_MAX_S", 3600, minimum=1)  # … capped here
+# Deliveries in a row whose every attempt failed before the webhook is disabled (the admin sees why).
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 10, minimum=1)
+# Off in production: refuse URLs that are, or resolve to, private/loopback/link-local addresses.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", EMBEDDED or DEBUG)
+WEBHOOK_LOG_RETENTION_DAYS = env_int("WEBHOOK_LOG_RETENTION_DAYS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE["sweep-webhook-deliveries"] = {
+    "task": "caseloop.webhooks.tasks.sweep_webhook_deliveries",
+    "schedule": 60.0,
+}
+# --- end webhooks ---

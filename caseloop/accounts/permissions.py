@@ -36,6 +36,8 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     "audit.view": (frozenset({Role.ADMIN, Role.AUDITOR}), "audit:read"),
     "members.manage": (frozenset({Role.ADMIN}), "admin"),
     "apikeys.manage": (frozenset({Role.ADMIN}), "admin"),
+    # --- webhooks (caseloop.webhooks) ---
+    "webhook.manage": (frozenset({Role.ADMIN}), "webhooks:write"),
 }
 SCOPES: tuple[str, ...] = tuple(sorted({scope for _, scope in PERMISSIONS.values()}))
 

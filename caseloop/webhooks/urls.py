@@ -1,3 +1,5 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from caseloop.webhooks import views
+
+urlpatterns = views.urlpatterns

@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor, require, require_same_org
 from caseloop.audit.services import audit_record
+from caseloop.webhooks import payloads as webhook_payloads  # webhooks: training_job.finished
+from caseloop.webhooks.services import webhooks_emit  # webhooks: training_job.finished
 from training.models import JobStatus, Policy, PolicyKind, TrainingJob, TrainingMetric
 from training.rl.checkpoint import latest_checkpoint
 from training.rl.ppo import PPOConfig, train
@@ -203,6 +205,15 @@ def _finish(job: TrainingJob, status: str, *, verb: str, payload: dict[str, Any]
     with transaction.atomic():
         TrainingJob.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now(), **fields)
         audit_record(actor=Actor.for_system(job.organization), verb=verb, subject=job, payload=payload)
+        # --- webhooks: training_job.finished, with the job as stored (read only if someone subscribes)
+        webhooks_emit(
+            organization=job.organization,
+            event="training_job.finished",
+            payload=lambda: webhook_payloads.training_job_finished(
+                TrainingJob.objects.select_related("workflow", "policy", "result_version").get(pk=job.pk)
+            ),
+        )
+        # --- end webhooks ---
 
 
 def training_job_run(

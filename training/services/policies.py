@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor, require, require_same_org
 from caseloop.audit.services import audit_record
+from caseloop.webhooks import payloads as webhook_payloads  # webhooks: policy_version.promoted
+from caseloop.webhooks.services import webhooks_emit  # webhooks: policy_version.promoted
 from training.models import PRODUCTION_STAGES, Policy, PolicyKind, PolicyVersion, Stage
 from workflows.engine.errors import SpecError
 from workflows.engine.policies import RulesPolicy
@@ -147,6 +149,20 @@ def policy_version_promote(
             "agreement": agreement,
         },
     )
+    # --- webhooks: policy_version.promoted (sent on commit; the data is built only if someone subscribes)
+    webhooks_emit(
+        organization=actor.organization,
+        event="policy_version.promoted",
+        payload=lambda: webhook_payloads.policy_version_promoted(
+            version,
+            previous_stage=previous_stage,
+            retired=retired,
+            reason=reason,
+            forced=bool(refusal),
+            actor=actor,
+        ),
+    )
+    # --- end webhooks ---
     return version
 
 

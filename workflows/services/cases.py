@@ -16,6 +16,8 @@ from django.db import transaction
 
 from caseloop.accounts.permissions import Actor, require, require_same_org
 from caseloop.audit.services import audit_record
+from caseloop.webhooks import payloads as webhook_payloads  # webhooks: case.created
+from caseloop.webhooks.services import webhooks_emit, webhooks_emit_many  # webhooks: case.created
 from workflows.engine.errors import SpecError
 from workflows.engine.spec import WorkflowSpec
 from workflows.models import Case, CaseSource, CaseStatus, Split, Workflow, WorkflowVersion
@@ -124,6 +126,13 @@ def case_create(
         subject=case,
         payload={"workflow": workflow.pk, "split": split, "source": source, "external_id": external_id},
     )
+    # --- webhooks: case.created (sent on commit; the data is built only if someone subscribes)
+    webhooks_emit(
+        organization=actor.organization,
+        event="case.created",
+        payload=lambda: webhook_payloads.case_created(case),
+    )
+    # --- end webhooks ---
     if queue:
         from workflows.tasks import decide_case
 
@@ -262,6 +271,13 @@ def _insert_cases(
     )
     if cases and cases[0].pk is None:  # backends that do not return ids from bulk inserts
         cases = list(Case.objects.filter(workflow=workflow, source=source).order_by("-id")[: len(rows)])[::-1]
+    # --- webhooks: case.created for each imported or generated case, after one check for subscribers
+    webhooks_emit_many(
+        organization=actor.organization,
+        event="case.created",
+        payloads=lambda: (webhook_payloads.case_created(case) for case in cases),
+    )
+    # --- end webhooks ---
     return cases
 
 

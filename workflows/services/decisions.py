@@ -36,6 +36,8 @@ from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor, require_same_org
 from caseloop.audit.services import audit_record
+from caseloop.webhooks import payloads as webhook_payloads  # webhooks: decision.finalized
+from caseloop.webhooks.services import webhooks_emit  # webhooks: decision.finalized
 from training.models import Stage
 from workflows.engine.environment import Trajectory
 from workflows.engine.errors import ExpressionError
@@ -56,6 +58,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.EXECUTED: frozenset(),
     S.SHADOW: frozenset(),
 }
+# --- webhooks: the final statuses, which emit ``decision.finalized``: the terminal ones with a
+# business outcome (a shadow decision is terminal too but is never executed, so it emits nothing).
+FINAL_STATUSES: frozenset[str] = frozenset({S.EXECUTED, S.REJECTED})
+# --- end webhooks ---
 # How a refusal names what was attempted: "decision 12 is executed; it cannot be reviewed".
 _ATTEMPT: dict[str, str] = {
     S.PENDING_REVIEW: "sent to review",
@@ -111,6 +117,14 @@ def _transition(
             **(payload or {}),
         },
     )
+    # --- webhooks: decision.finalized (sent on commit; the data is built only if someone subscribes)
+    if to in FINAL_STATUSES:
+        webhooks_emit(
+            organization=actor.organization,
+            event="decision.finalized",
+            payload=lambda: webhook_payloads.decision_finalized(decision, actor=actor, details=payload),
+        )
+    # --- end webhooks ---
     return decision
 
 
