@@ -8,6 +8,7 @@ artifacts under ``var/artifacts``. Production and CI set ``DATABASE_URL`` (Postg
 
 from __future__ import annotations
 
+import sys  # operations: tells the test profile apart (see the operations block)
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -144,3 +145,50 @@ CELERY_BEAT_SCHEDULE["sweep-webhook-deliveries"] = {
     "schedule": 60.0,
 }
 # --- end webhooks ---
+
+# --- operations (deploy/README.md): production security, static files, request ids, JSON logs ---
+# The test suite runs with DEBUG off against PostgreSQL; it keeps plain HTTP and unhashed static names.
+TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
+_PRODUCTION = not DEBUG and not TESTING
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _PRODUCTION)
+# Probes and scrapers inside the cluster speak plain HTTP to the pod.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    # Only behind a TLS-terminating proxy that sets X-Forwarded-Proto itself.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if not SECURE_SSL_REDIRECT:  # that proxy redirects HTTP to HTTPS, so Django need not
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", _PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+for _origin in CSRF_TRUSTED_ORIGINS:
+    _scheme, _, _host = _origin.partition("://")
+    if _scheme not in ("http", "https") or not _host or "/" in _host:
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS: {_origin!r} is not an origin like https://caseloop.example.com."
+        )
+
+# Static files: WhiteNoise right after SecurityMiddleware; hashed, compressed names in production
+# (collectstatic at image build), plain storage and files straight from the finders in tests and dev.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(STATIC_ROOT)))
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if _PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not _PRODUCTION
+# --- end operations ---
