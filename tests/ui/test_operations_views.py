@@ -255,3 +255,142 @@ def test_review_queue_query_count_does_not_grow_with_page_size(client, org):
     assert small == large, (small, large)
     assert large_page.count(b"<tr") == 101  # header + 100 rows
     assert b"121 waiting" in large_page
+
+
+# --------------------------------------------------------------------------- training
+
+TINY_FORM = {
+    "ppo_total_updates": "2",
+    "ppo_num_envs": "16",
+    "ppo_rollout_steps": "8",
+    "ppo_minibatches": "4",
+    "ppo_fit_cases": "64",
+    "ppo_checkpoint_every": "1",
+    "ppo_hidden_size": "32",
+    "ppo_rollout_workers": "1",
+    "evaluate_limit": "20",
+}
+
+
+def launch_form(org, **changes) -> dict:
+    """The launch form as the browser posts it: every field at its default, then ``changes``."""
+    from training.forms import TrainingLaunchForm
+
+    form = TrainingLaunchForm(workflows=None)
+    data = {}
+    for name, field in form.fields.items():
+        initial = form.get_initial_for_field(field, name)
+        if isinstance(initial, bool):
+            if initial:
+                data[name] = "on"
+        elif initial is not None:
+            data[name] = str(initial)
+    data["workflow"] = str(org.workflow.pk)
+    data.update(TINY_FORM)
+    data.update(changes)
+    return data
+
+
+def test_launch_form_shows_defaults_and_refuses_bad_settings_on_their_field(client, org):
+    from training.models import TrainingJob
+
+    login(client, org.admin)
+    page = client.get("/training/new/").content.decode()
+    assert 'name="ppo_total_updates"' in page and 'value="3000"' in page
+    response = client.post("/training/new/", launch_form(org, ppo_gamma="1.5"))
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert "ppo_gamma" in form.errors and "(0, 1]" in form.errors["ppo_gamma"][0]
+    response = client.post("/training/new/", launch_form(org, ppo_num_envs="10", ppo_minibatches="3"))
+    assert "ppo_minibatches" in response.context["form"].errors
+    response = client.post("/training/new/", launch_form(org, ppo_learning_rate="fast"))
+    assert "ppo_learning_rate" in response.context["form"].errors
+    assert not TrainingJob.objects.exists()
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.EXPERT, Role.AUDITOR])
+def test_only_admins_launch_training_but_everyone_sees_jobs(client, org, role):
+    actor = {Role.REVIEWER: org.reviewer, Role.EXPERT: org.expert, Role.AUDITOR: org.auditor}[role]
+    login(client, actor)
+    assert client.get("/training/new/").status_code == 403
+    assert client.post("/training/new/", launch_form(org)).status_code == 403
+    response = client.get("/training/")
+    assert response.status_code == 200 and b"Launch training" not in response.content
+
+
+@pytest.mark.slow
+def test_launch_runs_the_job_and_its_pages_show_curves_evaluation_and_promotion(
+    client, org, django_capture_on_commit_callbacks
+):
+    """Celery is eager in tests: the launch's on-commit task runs the tiny job to the end."""
+    from training.models import JobStatus, PolicyVersion, Stage, TrainingJob
+
+    login(client, org.admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/training/new/", launch_form(org, policy_name="Claims PPO"))
+    assert response.status_code == 302, response.context["form"].errors if response.context else None
+    job = TrainingJob.objects.get()
+    assert response["Location"] == f"/training/jobs/{job.pk}/"
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.config["ppo"]["total_updates"] == 2 and job.config["evaluate_limit"] == 20
+
+    page = client.get(f"/training/jobs/{job.pk}/").content.decode()
+    assert "2/2" in page and "<svg" in page and "polyline" in page
+    assert 'hx-trigger="every 2s"' not in page  # finished: no more polling
+    fragment = client.get(f"/training/jobs/{job.pk}/?fragment=live").content.decode()
+    assert fragment.lstrip().startswith('<div id="job-live"')
+    jobs_page = client.get("/training/").content.decode()
+    assert f"/training/jobs/{job.pk}/" in jobs_page and "Succeeded" in jobs_page
+
+    version = job.result_version
+    report = version.evaluations.get(split="validation")
+    evaluation = client.get(f"/training/evaluations/{report.pk}/").content.decode()
+    assert "Confusion matrix" in evaluation and 'data-testid="confusion"' in evaluation
+    assert "expert_rules" in evaluation and "production: Expert rules v1" in evaluation
+    expected = next(iter(report.metrics["confusion"]))
+    assert f'<th scope="row">{expected}</th>' in evaluation
+
+    # Two updates do not beat the expert rules: the gate refuses, forcing needs a reason.
+    url = f"/training/versions/{version.pk}/promote/"
+    preview = client.get(url, {"stage": "supervised"}).content.decode()
+    assert "evaluation gate refuses" in preview and "below production" in preview
+    response = client.post(url, {"stage": "supervised"})
+    assert response.status_code == 400 and b"below production" in response.content
+    response = client.post(url, {"stage": "supervised", "force": "on", "reason": ""})
+    assert response.status_code == 400 and b"needs a written reason" in response.content
+    assert PolicyVersion.objects.get(pk=version.pk).stage == Stage.CANDIDATE
+    response = client.post(url, {"stage": "supervised", "force": "on", "reason": "Pilot on small claims"})
+    assert response.status_code == 302
+    assert PolicyVersion.objects.get(pk=version.pk).stage == Stage.SUPERVISED
+    assert PolicyVersion.objects.get(pk=org.rules.pk).stage == Stage.RETIRED
+    event = AuditEvent.objects.get(verb="policy_version.promoted", subject_id=str(version.pk))
+    assert event.payload["reason"] == "Pilot on small claims" and event.actor_ref == str(org.admin.user.pk)
+
+
+def test_promotion_is_for_admins_and_other_orgs_versions_are_not_found(client, org):
+    login(client, org.reviewer)
+    url = f"/training/versions/{org.rules.pk}/promote/"
+    assert client.get(url, {"stage": "retired"}).status_code == 403
+    assert client.post(url, {"stage": "retired"}).status_code == 403
+    stranger = make_actor(role=Role.ADMIN)
+    login(client, stranger)
+    assert client.get(f"/training/versions/{org.rules.pk}/").status_code == 404
+    assert client.post(url, {"stage": "retired"}).status_code == 404
+
+
+def test_a_running_job_polls_and_the_job_list_query_count_does_not_grow(client, org):
+    from training.models import JobStatus, TrainingJob
+    from training.services.jobs import training_job_launch
+
+    for _ in range(110):
+        training_job_launch(actor=org.admin, workflow=org.workflow, config={}, enqueue=False)
+    job = TrainingJob.objects.order_by("-id").first()
+    TrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, update=1500, progress=0.5)
+    login(client, org.auditor)
+    small, small_page = count_queries(client, "/training/?per_page=10")
+    large, large_page = count_queries(client, "/training/?per_page=100")
+    assert small == large, (small, large)
+    assert large_page.count(b"data-job=") == 100
+    assert b'hx-trigger="every 2s"' in small_page  # the running job is on the first page
+    detail = client.get(f"/training/jobs/{job.pk}/").content.decode()
+    assert 'hx-trigger="every 2s"' in detail and "1500/3000" in detail and 'aria-valuenow="50"' in detail
