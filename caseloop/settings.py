@@ -8,6 +8,7 @@ artifacts under ``var/artifacts``. Production and CI set ``DATABASE_URL`` (Postg
 
 from __future__ import annotations
 
+import re  # REST API: validates API_RATE_LIMIT
 import sys  # operations: tells the test profile apart (see the operations block)
 from pathlib import Path
 
@@ -42,6 +43,9 @@ INSTALLED_APPS = [
     "workflows",
     "training",
 ]
+# --- REST API apps (caseloop.api): schema, local Swagger UI/ReDoc files, idempotency keys ---
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "caseloop.api"]
+# --- end REST API apps ---
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -115,13 +119,60 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-training-jobs": {"task": "training.tasks.requeue_stale_training_jobs", "schedule": 60.0},
 }
 
+# --- REST API (caseloop.api): DRF, OpenAPI schema, throttling cache, request size ---
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "3000/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|min|minute|h|hour|d|day)", API_RATE_LIMIT):
+    raise ImproperlyConfigured(f"API_RATE_LIMIT={API_RATE_LIMIT!r} is not a rate like 3000/min or 50/s.")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "caseloop.accounts.authentication.ApiKeyAuthentication",
+        "caseloop.api.auth.BearerKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["caseloop.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "caseloop.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["caseloop.api.throttling.CredentialRateThrottle"],
+    # Requests per credential (API key or signed-in user) per window: "<n>/<s|min|hour|day>".
+    "DEFAULT_THROTTLE_RATES": {"credential": API_RATE_LIMIT},
+    "NON_FIELD_ERRORS_KEY": "non_field_errors",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Caseloop API",
+    "DESCRIPTION": "Workflows, rubrics, cases, decisions, reviews, policies, training, audit and webhooks. "
+    "See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "caseloop.api.schema.add_error_responses",
+    ],
+}
+# The throttle counters live in this cache: Redis when there is one, process memory when embedded.
+REDIS_URL = env_str("REDIS_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Deployments (and test databases) sharing one Redis keep their counters apart.
+            "KEY_PREFIX": f"caseloop:{DATABASES['default']['NAME']}",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "caseloop"}
+    )
+}
+# Larger bodies are answered 413; a bulk of 1,000 cases fits well within it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)
+# --- end REST API ---
 
 LOGGING = {
     "version": 1,
