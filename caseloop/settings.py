@@ -242,4 +242,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not _PRODUCTION
+
+# Readiness (/readyz, python -m caseloop.health): vLLM is checked only where VLLM_URL is set.
+VLLM_URL = env_str("VLLM_URL", "").strip()
+READYZ_TIMEOUT = env_int("READYZ_TIMEOUT", 2, minimum=1)  # seconds per dependency check
 # --- end operations ---

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from caseloop import health  # operations: liveness and readiness probes
+
 urlpatterns = [
     path("", include("caseloop.accounts.urls")),
     path("", include("workflows.urls")),
@@ -13,4 +15,8 @@ urlpatterns = [
     path("organization/webhooks/", include("caseloop.webhooks.urls")),
     path("api/", include("caseloop.api.urls")),
     path("django-admin/", admin.site.urls),
+    # --- operations: probes (deploy/README.md, "Health") ---
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    # --- end operations ---
 ]

@@ -283,3 +283,25 @@ def test_gunicorn_config_loads_and_binds_the_port_the_manifests_probe(monkeypatc
 )
 def test_the_command_checker_rejects_what_does_not_exist(bad):
     assert check_command(bad, "example") != []
+
+
+def test_probes_point_at_routes_and_commands_that_exist():
+    from django.urls import resolve
+
+    probed = set()
+    for name, deployment in _deployments().items():
+        if name == "caseloop-vllm":
+            continue
+        for container in _pod_spec(deployment)["containers"]:
+            for kind in ("livenessProbe", "readinessProbe"):
+                probe = container[kind]
+                if "httpGet" in probe:
+                    route = resolve(probe["httpGet"]["path"]).url_name
+                    probed.add((kind, route))
+                    assert {"name": "Host", "value": "localhost"} in probe["httpGet"]["httpHeaders"]
+                else:
+                    assert check_command(probe["exec"]["command"], f"{name} {kind}") == []
+    # Liveness never depends on the database; readiness checks the dependencies.
+    assert probed == {("livenessProbe", "healthz"), ("readinessProbe", "readyz")}
+    configmap = next(obj for _, obj in k8s_objects() if obj["kind"] == "ConfigMap")
+    assert "localhost" in configmap["data"]["ALLOWED_HOSTS"].split(",")
