@@ -35,9 +35,15 @@ class AuditEvent(models.Model):
                 fields=["organization", "sequence"], name="audit_event_unique_org_sequence"
             )
         ]
+        # The auditors' list pages newest first within each filter: every filtered index ends in
+        # sequence, so a page is an index range scan (keyset pagination), never a sort or an OFFSET.
         indexes = [
-            models.Index(fields=["organization", "verb"], name="audit_org_verb"),
-            models.Index(fields=["organization", "subject_type", "subject_id"], name="audit_org_subject"),
+            models.Index(fields=["organization", "verb", "sequence"], name="audit_org_verb_seq"),
+            models.Index(
+                fields=["organization", "subject_type", "subject_id", "sequence"],
+                name="audit_org_subject_seq",
+            ),
+            models.Index(fields=["organization", "actor_label", "sequence"], name="audit_org_actor_seq"),
             models.Index(fields=["organization", "created_at"], name="audit_org_created"),
         ]
 

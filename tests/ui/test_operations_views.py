@@ -394,3 +394,138 @@ def test_a_running_job_polls_and_the_job_list_query_count_does_not_grow(client, 
     assert b'hx-trigger="every 2s"' in small_page  # the running job is on the first page
     detail = client.get(f"/training/jobs/{job.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in detail and "1500/3000" in detail and 'aria-valuenow="50"' in detail
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def verbs_listed(response) -> list[str]:
+    assert response.status_code == 200
+    return [row["event"].verb for row in response.context["rows"]]
+
+
+def test_audit_list_filters_by_actor_verb_subject_and_date(client, org):
+    decision = decide(org)
+    login(client, org.auditor)
+    everything = verbs_listed(client.get("/audit/?per_page=200"))
+    assert {"agent.decided", "workflow.created", "decision.pending_review"} <= set(everything)
+    assert set(verbs_listed(client.get("/audit/", {"verb": "agent.decided"}))) == {"agent.decided"}
+    by_admin = verbs_listed(client.get("/audit/", {"actor": org.admin.user.username, "per_page": 200}))
+    assert "workflow.created" in by_admin and "agent.decided" not in by_admin
+    about = client.get("/audit/", {"subject_type": "workflows.decision", "subject_id": str(decision.pk)})
+    assert verbs_listed(about) == ["decision.pending_review"]
+    today = timezone.now().date()
+    assert "agent.decided" in verbs_listed(client.get("/audit/", {"since": today.isoformat()}))
+    old = client.get("/audit/", {"until": (today - timedelta(days=2)).isoformat()})
+    assert verbs_listed(old) == [] and b"No events match these filters" in old.content
+    bad = client.get("/audit/", {"since": "yesterday"})
+    assert bad.status_code == 400 and b"expected a date as YYYY-MM-DD" in bad.content
+
+
+def add_events(actor: Actor, count: int) -> None:
+    from django.db import transaction
+
+    from caseloop.audit.services import audit_record
+
+    with transaction.atomic():
+        for index in range(count):
+            audit_record(actor=actor, verb="note.added", subject=("notes", index), payload={"n": index})
+
+
+def test_audit_search_finds_words_in_explanations(client, org):
+    decide(org)
+    step = AuditEvent.objects.filter(verb="agent.decided").first()
+    words = step.payload["explanation"].split()
+    login(client, org.auditor)
+    found = client.get("/audit/", {"q": words[0]}).content.decode()
+    assert f'data-sequence="{step.sequence}"' in found
+    nothing = client.get("/audit/", {"q": "zebra-crossing-unicorn"}).content.decode()
+    assert "data-sequence=" not in nothing
+
+
+def test_audit_list_pages_by_keyset_with_a_constant_number_of_queries(client, org):
+    decide(org)
+    add_events(org.admin, 120)
+    total = AuditEvent.objects.filter(organization=org.admin.organization).count()
+    assert total > 110
+    login(client, org.auditor)
+    small, small_page = count_queries(client, "/audit/?per_page=10")
+    large, large_page = count_queries(client, "/audit/?per_page=100")
+    assert small == large, (small, large)
+    assert large_page.count(b"data-sequence=") == 100
+    # walk the whole trail by "Older" links: every event once, newest first, no OFFSET anywhere
+    seen, url = [], "/audit/?per_page=25"
+    with CaptureQueriesContext(connection) as queries:
+        while url:
+            response = client.get(url)
+            sequences = [
+                int(s)
+                for s in response.context["rows"] and [r["event"].sequence for r in response.context["rows"]]
+            ]
+            seen += sequences
+            older = response.context["page"].older
+            url = f"/audit/?per_page=25&before={older}" if older else None
+    assert seen == list(range(total, 0, -1))
+    assert not any("OFFSET" in q["sql"].upper() for q in queries.captured_queries)
+    newer = client.get(f"/audit/?per_page=25&after={seen[60]}").context
+    assert [r["event"].sequence for r in newer["rows"]] == seen[35:60]
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.EXPERT])
+def test_audit_pages_are_for_auditors_and_admins(client, org, role):
+    actor = {Role.REVIEWER: org.reviewer, Role.EXPERT: org.expert}[role]
+    login(client, actor)
+    for url in ("/audit/", "/audit/export.jsonl", "/audit/export.csv"):
+        assert client.get(url).status_code == 403
+    assert client.post("/audit/verify/").status_code == 403
+
+
+def test_verify_reports_an_intact_chain_and_names_the_first_broken_link(client, org):
+    decide(org)
+    login(client, org.auditor)
+    response = client.post("/audit/verify/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b'data-ok="true"' in response.content and b"The chain verifies" in response.content
+    last = AuditEvent.objects.filter(organization=org.admin.organization).order_by("-sequence").first()
+    # An event appended behind the chain's back (the table refuses UPDATE, not INSERT):
+    AuditEvent.objects.create(
+        organization=org.admin.organization,
+        sequence=last.sequence + 1,
+        created_at=timezone.now(),
+        actor_kind="user",
+        actor_ref="0",
+        actor_label="intruder",
+        verb="case.created",
+        subject_type="workflows.case",
+        subject_id="1",
+        payload={},
+        prev_hash=last.hash,
+        hash="f" * 64,
+    )
+    page = client.post("/audit/verify/").content.decode()
+    assert 'data-ok="false"' in page and f"at sequence {last.sequence + 1}" in page
+    assert "hash does not match" in page
+
+
+def test_exports_stream_the_whole_chain_with_its_head(client, org):
+    decide(org)
+    stranger = make_actor(role=Role.ADMIN)  # another organisation's events stay out
+    login(client, org.auditor)
+    response = client.get("/audit/export.jsonl")
+    assert response.status_code == 200 and response.streaming
+    assert "attachment;" in response["Content-Disposition"]
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    result = verify_export(lines)
+    assert result.ok, result.first_break
+    ours = AuditEvent.objects.filter(organization=org.admin.organization).count()
+    assert result.checked == ours and set(result.heads) == {org.admin.organization.pk}
+    assert stranger.organization.pk not in result.heads
+
+    response = client.get("/audit/export.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == ours + 1
+    assert rows[-1]["verb"] == "chain_head" and rows[-1]["hash"] == result.heads[org.admin.organization.pk][1]
+    assert (
+        json.loads(rows[0]["payload"])
+        == AuditEvent.objects.get(organization=org.admin.organization, sequence=1).payload
+    )
