@@ -338,7 +338,7 @@ def webhooks_emit_many(
     try:
         with transaction.atomic():  # a savepoint: a failure here leaves the caller's change intact
             now = timezone.now()
-            rows = []
+            rows: list[WebhookDelivery] = []
             for data in payloads():
                 event_id = uuid.uuid4()
                 envelope = _envelope(organization=organization, event=event, event_id=event_id, data=data)
