@@ -449,7 +449,7 @@ def test_audit_list_pages_by_keyset_with_a_constant_number_of_queries(client, or
     total = AuditEvent.objects.filter(organization=org.admin.organization).count()
     assert total > 110
     login(client, org.auditor)
-    small, small_page = count_queries(client, "/audit/?per_page=10")
+    small, _ = count_queries(client, "/audit/?per_page=10")
     large, large_page = count_queries(client, "/audit/?per_page=100")
     assert small == large, (small, large)
     assert large_page.count(b"data-sequence=") == 100
@@ -529,3 +529,119 @@ def test_exports_stream_the_whole_chain_with_its_head(client, org):
         json.loads(rows[0]["payload"])
         == AuditEvent.objects.get(organization=org.admin.organization, sequence=1).payload
     )
+
+
+# --------------------------------------------------------------------------- organisation admin
+
+
+def test_admin_creates_a_member_changes_the_role_and_removes_them(client, org):
+    login(client, org.admin)
+    page = client.get("/organization/members/")
+    assert page.status_code == 200 and org.reviewer.user.username.encode() in page.content
+    weak = client.post(
+        "/organization/members/", {"username": "dana", "password": "short", "role": Role.REVIEWER}
+    )
+    assert weak.status_code == 400 and b"too short" in weak.content
+    response = client.post(
+        "/organization/members/",
+        {
+            "username": "dana",
+            "email": "dana@example.com",
+            "password": "a long safe passphrase",
+            "role": "reviewer",
+        },
+    )
+    assert response.status_code == 302
+    dana = Membership.objects.get(organization=org.admin.organization, user__username="dana")
+    assert dana.role == Role.REVIEWER
+    taken = client.post(
+        "/organization/members/",
+        {"username": "dana", "password": "a long safe passphrase", "role": "auditor"},
+    )
+    assert taken.status_code == 400 and b"is taken" in taken.content
+    client.post(f"/organization/members/{dana.user_id}/role/", {"role": Role.AUDITOR})
+    assert Membership.objects.get(pk=dana.pk).role == Role.AUDITOR
+    client.post(f"/organization/members/{dana.user_id}/remove/")
+    assert not Membership.objects.filter(pk=dana.pk).exists()
+    assert AuditEvent.objects.filter(verb="membership.removed", actor_ref=str(org.admin.user.pk)).exists()
+
+
+def test_the_last_admin_keeps_the_role_and_cannot_be_removed(client, org):
+    login(client, org.admin)
+    response = client.post(
+        f"/organization/members/{org.admin.user.pk}/role/", {"role": Role.REVIEWER}, follow=True
+    )
+    assert b"The last admin" in response.content
+    response = client.post(f"/organization/members/{org.admin.user.pk}/remove/", follow=True)
+    assert b"last admin" in response.content
+    assert Membership.objects.get(user=org.admin.user).role == Role.ADMIN
+
+
+def test_an_existing_login_joins_another_organisation(client, org):
+    stranger = make_actor(role=Role.ADMIN)
+    login(client, org.admin)
+    response = client.post(
+        "/organization/members/", {"existing_username": stranger.user.username, "existing_role": "auditor"}
+    )
+    assert response.status_code == 302
+    assert (
+        Membership.objects.get(user=stranger.user, organization=org.admin.organization).role == Role.AUDITOR
+    )
+    missing = client.post(
+        "/organization/members/", {"existing_username": "nobody", "existing_role": "auditor"}
+    )
+    assert missing.status_code == 400 and b"No login has that username" in missing.content
+
+
+def test_api_key_secret_is_shown_once_and_revoking_it_stops_it(client, org):
+    from caseloop.accounts.services import api_key_authenticate
+
+    login(client, org.admin)
+    response = client.post("/organization/api-keys/", {"name": "claims intake", "scopes": ["cases:write"]})
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    secret = response.context["secret"]
+    assert secret.startswith("cl_") and secret.encode() in response.content
+    key = ApiKey.objects.get(name="claims intake")
+    assert key.scopes == ["cases:write"] and api_key_authenticate(secret) == key
+    listing = client.get("/organization/api-keys/")
+    assert secret.encode() not in listing.content and key.prefix.encode() in listing.content
+    bad = client.post("/organization/api-keys/", {"name": "", "scopes": []})
+    assert bad.status_code == 400 and ApiKey.objects.count() == 1
+    client.post(f"/organization/api-keys/{key.pk}/revoke/")
+    assert api_key_authenticate(secret) is None
+
+
+@pytest.mark.parametrize("role", [Role.REVIEWER, Role.EXPERT, Role.AUDITOR])
+def test_organisation_admin_pages_are_for_admins_only(client, org, role):
+    actor = {Role.REVIEWER: org.reviewer, Role.EXPERT: org.expert, Role.AUDITOR: org.auditor}[role]
+    login(client, actor)
+    assert client.get("/organization/members/").status_code == 403
+    assert client.get("/organization/api-keys/").status_code == 403
+    response = client.post(
+        "/organization/members/", {"username": "eve", "password": "a long safe passphrase", "role": "admin"}
+    )
+    assert response.status_code == 403
+    assert client.post(f"/organization/members/{actor.user.pk}/role/", {"role": "admin"}).status_code == 403
+    assert Membership.objects.get(user=actor.user).role == role
+
+
+def test_another_organisations_members_and_keys_are_out_of_reach(client, org):
+    from caseloop.accounts.services import api_key_create
+
+    key, _ = api_key_create(actor=org.admin, name="theirs", scopes=["cases:read"])
+    stranger = make_actor(role=Role.ADMIN)
+    login(client, stranger)
+    assert client.post(f"/organization/members/{org.reviewer.user.pk}/remove/").status_code == 404
+    assert client.post(f"/organization/api-keys/{key.pk}/revoke/").status_code == 404
+    assert org.reviewer.user.username.encode() not in client.get("/organization/members/").content
+    assert ApiKey.objects.get(pk=key.pk).is_active
+
+
+def test_member_list_query_count_does_not_grow_with_members(client, org):
+    login(client, org.admin)
+    first, _ = count_queries(client, "/organization/members/")
+    for _ in range(30):
+        org.member(Role.REVIEWER)
+    more, page = count_queries(client, "/organization/members/")
+    assert first == more, (first, more)
+    assert page.count(b"data-member=") == 34  # the four of the fixture and thirty more
