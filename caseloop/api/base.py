@@ -56,6 +56,10 @@ class ApiView(APIView):
                 f"The body has {length:,} bytes; "
                 f"at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} are accepted."
             )
+        if request.method == "POST":
+            # Read the body now: the CSRF check of session authentication parses request.data, after
+            # which the raw bytes the Idempotency-Key fingerprint needs could no longer be read.
+            request._request.body  # noqa: B018
         super().initial(request, *args, **kwargs)
 
     def dispatch(self, request, *args, **kwargs):

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _post_case(client, workflow, key, **extra):
+    headers = {name: extra.pop(name) for name in list(extra) if name.startswith("HTTP_")}
     body = {"workflow": workflow.pk, "fields": live_case_fields(workflow)[0], "external_id": "idem", **extra}
-    return client.post("/api/v1/cases", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    return client.post("/api/v1/cases", body, format="json", HTTP_IDEMPOTENCY_KEY=key, **headers)
 
 
 def test_the_same_key_and_body_replay_the_first_response_without_redoing_the_work(api, claims):
@@ -186,3 +187,15 @@ def test_concurrent_different_bodies_under_one_key_get_one_success_and_conflicts
     assert sorted(r.status_code for r in responses) == [201] + [409] * 5, [r.text for r in responses]
     assert {r.json()["type"] for r in responses if r.status_code == 409} == {"conflict"}
     assert Case.objects.filter(external_id__startswith="race-").count() == 1
+
+
+def test_session_requests_with_csrf_and_an_idempotency_key(admin, claims):
+    """The CSRF check parses the body before the view: the key's fingerprint must still see it."""
+    workflow, _ = claims
+    client = member_client(admin.organization, Role.ADMIN, csrf=True)
+    client.get("/login/")
+    token = client.cookies["csrftoken"].value
+    first = _post_case(client, workflow, "session-key", HTTP_X_CSRFTOKEN=token)
+    assert first.status_code == 201, first.content
+    again = _post_case(client, workflow, "session-key", HTTP_X_CSRFTOKEN=token)
+    assert again["Idempotent-Replayed"] == "true" and again.json() == first.json()
