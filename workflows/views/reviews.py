@@ -213,15 +213,18 @@ def review_verdict(request, decision_id: int):
     except PermissionDenied as exc:
         messages.error(request, str(exc))
         return redirect("review-queue")
-    decision.refresh_from_db(fields=["status", "approvals_required", "review_round"])
+    decision.refresh_from_db(fields=["status", "approvals_required", "review_round", "outcome"])
     label = VERDICT_LABELS.get(verdict, verdict)
-    if decision.status == DecisionStatus.PENDING_REVIEW:
-        messages.success(
-            request,
-            f"{label}: {decision.name} on {decision.case}. It waits for a second reviewer (four eyes).",
-        )
-    else:
-        messages.success(request, f"{label}: {decision.name} on {decision.case}.")
+    what = decision.name
+    if verdict == "correct" and decision.outcome:
+        arguments = " ".join(f"{k}={v}" for k, v in (decision.outcome.get("arguments") or {}).items())
+        what = f"{decision.outcome['decision']} {arguments}".strip() + f" (was {decision.name})"
+    waits = (
+        " It waits for a second reviewer (four eyes)."
+        if decision.status == DecisionStatus.PENDING_REVIEW
+        else ""
+    )
+    messages.success(request, f"{label}: {what} on {decision.case}.{waits}")
     return _claim_next_redirect(request)
 
 
