@@ -23,3 +23,9 @@ app.conf.task_routes = {
     "caseloop.webhooks.tasks.*": {"queue": "default"},
 }
 app.autodiscover_tasks()
+
+# --- operations: a task queued during a request carries the request's id (caseloop/observability.py) ---
+from caseloop.observability import connect_celery_signals  # noqa: E402
+
+connect_celery_signals()
+# --- end operations ---

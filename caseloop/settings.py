@@ -246,4 +246,28 @@ WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not _PRODUCTION
 # Readiness (/readyz, python -m caseloop.health): vLLM is checked only where VLLM_URL is set.
 VLLM_URL = env_str("VLLM_URL", "").strip()
 READYZ_TIMEOUT = env_int("READYZ_TIMEOUT", 2, minimum=1)  # seconds per dependency check
+
+# Request ids and logs (caseloop/observability.py): the id is set first thing in every request, and
+# every log line (web and workers) is one JSON object carrying it; LOG_FORMAT=text for people.
+MIDDLEWARE.insert(0, "caseloop.observability.RequestIdMiddleware")
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use json or text.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "caseloop.observability.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "caseloop.observability.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": LOG_FORMAT}
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # A worker's -l sets the root level for Celery's own lines; Caseloop's follow LOG_LEVEL regardless.
+    "loggers": {"caseloop": {"level": env_str("LOG_LEVEL", "INFO")}},
+}
+LOGGING_CONFIG = "caseloop.observability.configure_logging"  # dictConfig, and warnings as log lines
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING above, in the same format
 # --- end operations ---

@@ -27,9 +27,30 @@ max_requests_jitter = 200
 # Request lines are logged by caseloop.observability (JSON, with the request id); gunicorn's own
 # access log would repeat them without the id.
 accesslog = None
-errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+if os.environ.get("LOG_FORMAT", "json") == "json":
+    # gunicorn's own lines (start, worker boot and exit) in the same JSON shape as the app's.
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "caseloop.observability.RequestIdFilter"}},
+        "formatters": {"json": {"()": "caseloop.observability.JsonFormatter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": loglevel.upper(), "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["console"], "propagate": False},
+            "gunicorn.access": {"level": loglevel.upper(), "handlers": ["console"], "propagate": False},
+        },
+    }
 # Workers are forked after the app is loaded; each opens its own database connections.
 preload_app = False
 

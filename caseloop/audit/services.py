@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from caseloop.audit.chain import canonical_json, chain_hash, event_content
 from caseloop.audit.models import AuditChainHead, AuditEvent
+from caseloop.observability import current_request_id
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -120,9 +121,12 @@ def audit_record(
     verb: str,
     subject: models.Model | tuple[str, str | int],
     payload: dict[str, Any] | None = None,
-    request_id: str = "",
+    request_id: str | None = None,
 ) -> AuditEvent:
     """Append one event to the actor's organisation's chain. Must run inside the caller's transaction.
+
+    ``request_id`` defaults to the id of the request being handled, or of the request that queued the
+    task being run (caseloop/observability.py), so the trail links each event to its request.
 
     Two statements: lock the head (SELECT … FOR UPDATE), then insert the event and move the head.
     The lock serialises writers of one organisation, so its chain can neither fork nor gap.
@@ -148,7 +152,7 @@ def audit_record(
         "subject_type": subject_type,
         "subject_id": subject_id,
         "payload": _jsonable(payload or {}),
-        "request_id": request_id,
+        "request_id": current_request_id() if request_id is None else request_id,
     }
     digest = chain_hash(prev_hash, event_content(**fields))
     event = AuditEvent(**fields, prev_hash=prev_hash, hash=digest)
