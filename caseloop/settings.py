@@ -270,4 +270,12 @@ LOGGING = {
 }
 LOGGING_CONFIG = "caseloop.observability.configure_logging"  # dictConfig, and warnings as log lines
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING above, in the same format
+
+# Prometheus metrics (caseloop/metrics.py) at /metrics: latency of every request (the middleware runs
+# right inside RequestIdMiddleware); with METRICS_TOKEN set, scrapers send it as a bearer token.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("caseloop.observability.RequestIdMiddleware") + 1,
+    "caseloop.metrics.RequestMetricsMiddleware",
+)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
 # --- end operations ---
