@@ -18,6 +18,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, Request
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -146,6 +147,7 @@ def json_error(status_code: int, type_: str, detail: str) -> JsonResponse:
     return JsonResponse(error_body(type_, detail), status=status_code)
 
 
+@csrf_exempt  # an unknown path answers 404 to every method, never a CSRF page
 def api_not_found(request, *args, **kwargs) -> JsonResponse:
     """Any /api/ path no route matches: 404 in the error shape, not Django's HTML page."""
     return json_error(404, "not_found", f"No API endpoint at {request.path}.")

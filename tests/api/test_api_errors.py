@@ -119,3 +119,14 @@ def test_bad_query_parameters_answer_400(api):
     assert set(errors) == {"status", "workflow"}
     assert_error(api.get("/api/v1/decisions/1?wait=31"), 400, "validation_error")
     assert_error(api.get("/api/v1/cases?created_after=yesterday"), 400, "validation_error")
+
+
+def test_unknown_paths_answer_404_to_every_method_even_with_a_session():
+    from caseloop.accounts.models import Role
+    from tests.api.conftest import member_client
+    from tests.factories import make_organization
+
+    client = member_client(make_organization(), Role.ADMIN, csrf=True)
+    assert_error(client.post("/api/v1/decisions/abc/execute"), 404, "not_found")
+    assert_error(client.delete("/api/v1/nothing"), 404, "not_found")
+    assert_error(client.get("/api/v1/policies/%0A%0A"), 404, "not_found")
