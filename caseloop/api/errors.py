@@ -114,10 +114,10 @@ def as_api_exception(exc: Exception) -> Exception:
     """Django-level exceptions raised by services and selectors, as DRF's."""
     if isinstance(exc, DjangoValidationError):
         return exceptions.ValidationError(django_validation_errors(exc))
-    if isinstance(exc, ObjectDoesNotExist):
-        return exceptions.NotFound(f"{_model_name(exc)} not found in your organisation.")
     if isinstance(exc, Http404):
         return exceptions.NotFound(str(exc) or None)
+    if isinstance(exc, ObjectDoesNotExist):
+        return exceptions.NotFound(f"{_model_name(exc)} not found in your organisation.")
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc) or None)
     if isinstance(exc, RequestDataTooBig):

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from caseloop.audit.models import AuditEvent
+from caseloop.webhooks.models import Webhook, WebhookDelivery
 from training.models import EvaluationReport, Policy, PolicyVersion, TrainingJob, TrainingMetric
 from workflows.models import (
     Case,
@@ -302,3 +303,58 @@ class AuditVerifySerializer(serializers.Serializer):
     checked = serializers.IntegerField(help_text="Events whose hash was recomputed and matched.")
     head = ChainHeadSerializer(allow_null=True, help_text="The verified chain head (sequence and hash).")
     first_break = ChainBreakSerializer(allow_null=True)
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    last_status = serializers.CharField(
+        allow_null=True, read_only=True, default=None, help_text="The latest attempt's status."
+    )
+    last_attempt_at = serializers.DateTimeField(allow_null=True, read_only=True, default=None)
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "id",
+            "url",
+            "events",
+            "description",
+            "active",
+            "disabled_reason",
+            "disabled_at",
+            "consecutive_failures",
+            "created_at",
+            "last_status",
+            "last_attempt_at",
+        ]
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(help_text="Signs every delivery (HMAC-SHA256). Shown only now.")
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    webhook = serializers.IntegerField(source="webhook_id")
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "webhook",
+            "event",
+            "event_id",
+            "delivery_id",
+            "attempt",
+            "status",
+            "response_status",
+            "response_body",
+            "error",
+            "duration_ms",
+            "next_attempt_at",
+            "started_at",
+            "finished_at",
+            "created_at",
+            "payload",
+        ]

@@ -10,7 +10,7 @@ from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from caseloop.api.errors import api_not_found
-from caseloop.api.views import audit, cases, decisions, ping, policies, training, workflows
+from caseloop.api.views import audit, cases, decisions, ping, policies, training, webhooks, workflows
 
 
 class IdConverter:
@@ -117,6 +117,17 @@ v1 = [
     path("audit/events", audit.AuditEventsView.as_view(), name="audit-events"),
     path("audit/export", audit.AuditExportView.as_view(), name="audit-export"),
     path("audit/verify", audit.AuditVerifyView.as_view(), name="audit-verify"),
+    # webhooks
+    path("webhooks", webhooks.WebhooksView.as_view(), name="webhooks"),
+    path("webhooks/<id:webhook_id>", webhooks.WebhookDetailView.as_view(), name="webhook"),
+    path("webhooks/<id:webhook_id>/ping", webhooks.WebhookPingView.as_view(), name="webhook-ping"),
+    path("webhooks/<id:webhook_id>/enable", webhooks.WebhookEnableView.as_view(), name="webhook-enable"),
+    path("webhooks/<id:webhook_id>/disable", webhooks.WebhookDisableView.as_view(), name="webhook-disable"),
+    path(
+        "webhooks/<id:webhook_id>/deliveries",
+        webhooks.WebhookDeliveriesView.as_view(),
+        name="webhook-deliveries",
+    ),
 ]
 
 urlpatterns = [

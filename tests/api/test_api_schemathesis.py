@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from caseloop.api import base as api_base
 from caseloop.audit.models import AuditEvent
+from caseloop.webhooks.services import webhook_create
 from tests.api.conftest import key_client
 from tests.factories import decide_live_case, live_case_fields, make_claims_workflow
 from training.services.jobs import training_job_launch
@@ -38,7 +39,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-EXAMPLES = {"random ids": 6, "seeded ids": 10, "invalid": 4}
+EXAMPLES = {"random ids": 5, "seeded ids": 8, "invalid": 4}
 
 
 @pytest.fixture
@@ -57,7 +58,8 @@ def in_process_requests():
 
 @pytest.fixture
 def seeded(admin, monkeypatch, settings, in_process_requests):
-    """One organisation with a workflow, its rubric, cases, a decision and a queued training job."""
+    """One organisation with a workflow, its rubric, cases, a decision, a queued training job and a
+    webhook."""
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"credential": "100000/min"},
@@ -69,6 +71,9 @@ def seeded(admin, monkeypatch, settings, in_process_requests):
         actor=admin, workflow=workflow, config={"ppo": {"total_updates": 2}}, enqueue=False
     )
     rubric = Rubric.objects.get(workflow=workflow)
+    webhook, _ = webhook_create(
+        actor=admin, url="https://hooks.example.com/caseloop", events=["case.created"]
+    )
     return {
         "secret": key_client(admin).secret,
         "path_parameters": {
@@ -80,6 +85,7 @@ def seeded(admin, monkeypatch, settings, in_process_requests):
             "policy_id": version.policy_id,
             "version_id": version.pk,
             "job_id": job.pk,
+            "webhook_id": webhook.pk,
         },
     }
 
