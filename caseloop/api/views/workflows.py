@@ -282,7 +282,12 @@ class RubricPreviewView(ApiView):
 
     class Input(serializers.Serializer):
         definition = serializers.DictField(help_text="The draft rubric definition to score.")
-        limit = serializers.IntegerField(min_value=1, required=False, help_text="Labelled cases to score on.")
+        limit = serializers.IntegerField(
+            min_value=1,
+            max_value=rubric_services.PREVIEW_MAX_CASES,
+            required=False,
+            help_text="Labelled cases to score on (default 50).",
+        )
 
     @extend_schema(
         tags=RUBRIC_TAG,
