@@ -60,6 +60,8 @@ from .vec import EpisodeResult
 __all__ = ["PPOConfig", "TrainResult", "train"]
 
 MetricsSink = Callable[[int, dict[str, float]], None]
+# model -> the update pass's (features, masks, actions, heads) -> (log-probs, entropies, values)
+PrepareUpdate = Callable[[ActorCritic], Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -233,6 +235,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = True,
     featurizer: Featurizer | None = None,
+    prepare_update: PrepareUpdate | None = None,
 ) -> TrainResult:
     """Train a policy with PPO; resumes from the latest checkpoint in ``checkpoint_dir`` by default.
 
@@ -240,6 +243,9 @@ def train(
     metrics)`` is called after each update; ``should_stop()`` is polled before each update (a
     cancelled job stops cleanly, with a final checkpoint). ``featurizer`` defaults to one fitted
     on ``config.fit_cases`` training cases (a checkpoint's featurizer wins on resume).
+    ``prepare_update(model)`` returns the function the update pass calls in place of
+    ``model.evaluate``; ``training.rl.distributed`` passes one that runs it through
+    DistributedDataParallel, so every rank's gradients are averaged before each step.
     """
     started = time.perf_counter()
     if not train_cases:
@@ -259,6 +265,7 @@ def train(
             should_stop=should_stop,
             resume=resume,
             featurizer=featurizer,
+            prepare_update=prepare_update,
             started=started,
         )
     finally:
@@ -276,6 +283,7 @@ def _train(
     should_stop: Callable[[], bool] | None,
     resume: bool,
     featurizer: Featurizer | None,
+    prepare_update: PrepareUpdate | None,
     started: float,
 ) -> TrainResult:
     # ---- set-up: seeds, featurizer, network, optimizer, environments (or the checkpoint's)
@@ -324,6 +332,8 @@ def _train(
         random.setstate(trainer_state["python_random"])
         curriculum.load_state_dict(trainer_state["curriculum"])
     resumed_from = start_update if checkpoint is not None else None
+    # After any resume, so a data-parallel wrapper starts every rank from the same restored weights.
+    evaluate = prepare_update(model) if prepare_update is not None else model.evaluate
     settings = RolloutSettings(
         env_factory=env_factory,
         featurizer=featurizer,
@@ -431,7 +441,7 @@ def _train(
                 order_B = torch.randperm(B, generator=generator)
                 for start in range(0, B, config.minibatch_size):
                     mb = order_B[start : start + config.minibatch_size]
-                    new_logp_b, entropy_b, new_value_b = model.evaluate(
+                    new_logp_b, entropy_b, new_value_b = evaluate(
                         features_B_F[mb], masks_B_M[mb], actions_B[mb], heads_B_H[mb]
                     )
                     log_ratio_b = new_logp_b - logp_B[mb]

@@ -217,10 +217,15 @@ def _finish(job: TrainingJob, status: str, *, verb: str, payload: dict[str, Any]
 
 
 def training_job_run(
-    *, job_id: int, on_update: Callable[[int, dict[str, float]], None] | None = None
+    *,
+    job_id: int,
+    on_update: Callable[[int, dict[str, float]], None] | None = None,
+    ppo_trainer: Callable[..., Any] | None = None,
 ) -> TrainingJob | None:
     """Claim and run one job (the ``training`` worker's task body). Returns None when the job was
-    not queued (already taken, finished or cancelled). ``on_update`` sees each update's metrics."""
+    not queued (already taken, finished or cancelled). ``on_update`` sees each update's metrics.
+    ``ppo_trainer`` stands in for ``training.rl.ppo.train`` (operations: ``manage.py train --nproc N``
+    passes the data-parallel launcher of ``training.rl.distributed``)."""
     if not _claim(job_id):
         return None
     job = TrainingJob.objects.select_related("workflow", "policy", "rubric_version", "organization").get(
@@ -258,7 +263,7 @@ def training_job_run(
         return TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
 
     try:
-        result = train(
+        result = (ppo_trainer or train)(
             job_config.ppo,
             env_factory=factory,
             train_cases=cases,

@@ -1,4 +1,4 @@
-"""``manage.py train --workflow SLUG [--org SLUG] [--config FILE]``: train a policy with a progress bar.
+"""``manage.py train --workflow SLUG [--org SLUG] [--config FILE] [--nproc N]``: train with a progress bar.
 
 Runs the job in this process (as a ``training`` worker would) so progress shows here; with
 ``--queue`` it only queues the job for the workers.
@@ -6,6 +6,7 @@ Runs the job in this process (as a ``training`` worker would) so progress shows 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -55,10 +56,28 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queue", action="store_true", help="Only queue the job for the training workers."
         )
+        parser.add_argument(
+            "--nproc",
+            type=int,
+            default=1,
+            help="Data-parallel PPO processes (torchrun, DistributedDataParallel over gloo); default 1.",
+        )
 
     def handle(
-        self, *args, workflow: str, org: str | None, config: Path | None, policy: str, queue: bool, **opts
+        self,
+        *args,
+        workflow: str,
+        org: str | None,
+        config: Path | None,
+        policy: str,
+        queue: bool,
+        nproc: int = 1,
+        **opts,
     ):
+        if nproc < 1:
+            raise CommandError(f"--nproc: give a number of processes >= 1, not {nproc}.")
+        if nproc > 1 and queue:
+            raise CommandError("--nproc runs the job here, under torchrun; leave out --queue.")
         target = resolve_workflow(workflow, org)
         raw = {}
         if config is not None:
@@ -70,6 +89,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"--config: {config} line {exc.lineno} column {exc.colno}: {exc.msg}"
                 ) from None
+        if nproc > 1 and isinstance(raw, dict) and raw.get("algorithm", "ppo") != "ppo":
+            raise CommandError(f"--nproc: data-parallel training is for PPO jobs, not {raw['algorithm']!r}.")
         actor = Actor.for_system(Organization.objects.get(pk=target.organization_id))
         try:
             job = training_job_launch(
@@ -96,7 +117,13 @@ class Command(BaseCommand):
             elif update % max(1, job.total_updates // 20) == 0 or update == job.total_updates:
                 self.stdout.write(line)
 
-        finished = training_job_run(job_id=job.pk, on_update=show)
+        trainer = None
+        if nproc > 1:
+            from training.rl.distributed import launch
+
+            trainer = functools.partial(launch, nproc=nproc)
+            self.stdout.write(f"Training job {job.pk} with {nproc} data-parallel processes (torchrun).")
+        finished = training_job_run(job_id=job.pk, on_update=show, ppo_trainer=trainer)
         if tty:
             self.stdout.write("")
         if finished is None or finished.status != JobStatus.SUCCEEDED:
