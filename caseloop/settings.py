@@ -279,3 +279,17 @@ MIDDLEWARE.insert(
 )
 METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
 # --- end operations ---
+
+# --- language-model policies (training/rl/lm, docs/lm-policies.md) ---
+# Live cases of a language-model version are decided by its vLLM server at VLLM_URL (above; when
+# unset, http://127.0.0.1:8100, serve_policy's default port). Each request times out after
+# LM_SERVER_TIMEOUT seconds and is tried LM_SERVER_RETRIES times; then the case waits for the model
+# and beat queues it again once the server answers. A model line is at most LM_MAX_TOKENS tokens.
+LM_SERVER_TIMEOUT = env_int("LM_SERVER_TIMEOUT", 10, minimum=1)
+LM_SERVER_RETRIES = env_int("LM_SERVER_RETRIES", 3, minimum=1)
+LM_MAX_TOKENS = env_int("LM_MAX_TOKENS", 192, minimum=4)
+CELERY_BEAT_SCHEDULE["requeue-cases-waiting-for-model"] = {
+    "task": "workflows.tasks.requeue_waiting_cases",
+    "schedule": 30.0,
+}
+# --- end language-model policies ---

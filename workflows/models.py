@@ -136,6 +136,8 @@ class CaseStatus(models.TextChoices):
     QUEUED = "queued", "Queued for decision"
     DECIDED = "decided", "Decided"
     FAILED = "failed", "Failed"
+    # A language-model policy's server was unreachable: queued again once it answers (beat).
+    WAITING = "waiting", "Waiting for model"
 
 
 class Case(models.Model):

@@ -29,6 +29,8 @@ from caseloop.webhooks import payloads as webhook_payloads  # webhooks: training
 from caseloop.webhooks.services import webhooks_emit  # webhooks: training_job.finished
 from training.models import JobStatus, Policy, PolicyKind, TrainingJob, TrainingMetric
 from training.rl.checkpoint import latest_checkpoint
+from training.rl.lm.checkpoint import latest_lm_checkpoint
+from training.rl.lm.config import LMTrainConfig
 from training.rl.ppo import PPOConfig, train
 from training.services.evaluation import policy_evaluate
 from training.services.policies import policy_version_create
@@ -37,22 +39,35 @@ from workflows.services.runs import default_rubric_version, environment_factory
 
 logger = logging.getLogger(__name__)
 
-ALGORITHMS = ("ppo",)
+ALGORITHMS = ("ppo", "lm")
 STALE_AFTER = timedelta(minutes=5)
 
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
-    """What a job trains with: the algorithm's config plus the data it trains and evaluates on."""
+    """What a job trains with: the algorithm's config plus the data it trains and evaluates on.
+    A language-model job (algorithm ``lm``) carries ``lm``; ``ppo`` then keeps its defaults, unused."""
 
     ppo: PPOConfig
     include_review_cases: bool = False
     evaluate_limit: int | None = None
+    lm: LMTrainConfig | None = None
+
+    @property
+    def algorithm(self) -> str:
+        return "lm" if self.lm is not None else "ppo"
+
+    @property
+    def total_updates(self) -> int:
+        return self.lm.total_steps if self.lm is not None else self.ppo.total_updates
 
     def to_dict(self) -> dict[str, Any]:
+        settings = (
+            {"lm": self.lm.to_dict()} if self.lm is not None else {"ppo": dataclasses.asdict(self.ppo)}
+        )
         return {
-            "algorithm": "ppo",
-            "ppo": dataclasses.asdict(self.ppo),
+            "algorithm": self.algorithm,
+            **settings,
             "include_review_cases": self.include_review_cases,
             "evaluate_limit": self.evaluate_limit,
         }
@@ -62,7 +77,7 @@ def job_config_build(raw: Mapping[str, Any]) -> JobConfig:
     """A validated JobConfig from user input; ValidationError naming ``config.<field>`` otherwise."""
     if not isinstance(raw, Mapping):
         raise ValidationError({"config": "The config must be an object."})
-    known = {"algorithm", "ppo", "include_review_cases", "evaluate_limit"}
+    known = {"algorithm", "ppo", "lm", "include_review_cases", "evaluate_limit"}
     errors: dict[str, str] = {f"config.{k}": "unknown setting" for k in raw if k not in known}
     algorithm = raw.get("algorithm", "ppo")
     if algorithm not in ALGORITHMS:
@@ -83,6 +98,11 @@ def job_config_build(raw: Mapping[str, Any]) -> JobConfig:
     evaluate_limit = raw.get("evaluate_limit")
     if evaluate_limit is not None and (not isinstance(evaluate_limit, int) or evaluate_limit < 1):
         errors["config.evaluate_limit"] = "Must be a positive whole number of cases, or null for all."
+    lm = None
+    if algorithm == "lm":
+        lm = _lm_config_build(raw, errors)
+    elif "lm" in raw:
+        errors["config.lm"] = "Language-model settings need algorithm lm."
     if errors:
         raise ValidationError(errors)
     try:
@@ -91,7 +111,28 @@ def job_config_build(raw: Mapping[str, Any]) -> JobConfig:
         message = str(exc)
         field = next((name for name in fields if message.startswith(name) or f"{name}:" in message), None)
         raise ValidationError({f"config.ppo.{field}" if field else "config.ppo": message}) from None
-    return JobConfig(ppo=ppo, include_review_cases=include_review, evaluate_limit=evaluate_limit)
+    return JobConfig(ppo=ppo, include_review_cases=include_review, evaluate_limit=evaluate_limit, lm=lm)
+
+
+def _lm_config_build(raw: Mapping[str, Any], errors: dict[str, str]) -> LMTrainConfig | None:
+    """The ``lm`` settings of a language-model job; problems go into ``errors`` as ``config.lm.<path>``."""
+    if "ppo" in raw:
+        errors["config.ppo"] = "PPO settings do not apply to algorithm lm."
+    lm_raw = raw.get("lm", {})
+    if not isinstance(lm_raw, Mapping):
+        errors["config.lm"] = "Must be an object of language-model settings."
+        return None
+    try:
+        lm = LMTrainConfig.from_dict(lm_raw)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        path = message.split(" ", 1)[0] if not isinstance(exc, TypeError) else ""
+        errors[f"config.lm.{path}" if path else "config.lm"] = message
+        return None
+    base = lm.model.base_model
+    if base and not (Path(base) / "config.json").is_file():
+        errors["config.lm.model.base_model"] = f"{base} is not a local Hugging Face model directory."
+    return lm
 
 
 def training_cases(workflow: Workflow, *, include_review_cases: bool) -> list:
@@ -133,28 +174,31 @@ def training_job_launch(
         errors["rubric_version"] = f"{workflow.name} has no rubric to use as reward."
     elif rubric_version.rubric.workflow_id != workflow.pk:
         errors["rubric_version"] = "That rubric belongs to another workflow."
+    kind = PolicyKind.LM if job_config.algorithm == "lm" else PolicyKind.MLP
+    if kind == PolicyKind.LM and policy_name == "PPO policy":
+        policy_name = "Language-model policy"
     policy = Policy.objects.filter(workflow=workflow, name=policy_name).first()
-    if policy is not None and policy.kind != PolicyKind.MLP:
+    if policy is not None and policy.kind != kind:
         errors["policy_name"] = (
-            f"{policy_name!r} is a {policy.kind} policy; training makes neural (mlp) policies."
+            f"{policy_name!r} is a {policy.kind} policy; {job_config.algorithm} trains {kind} policies."
         )
     if errors:
         raise ValidationError(errors)
     if policy is None:
         policy = Policy.objects.create(
-            organization=actor.organization, workflow=workflow, name=policy_name, kind=PolicyKind.MLP
+            organization=actor.organization, workflow=workflow, name=policy_name, kind=kind
         )
         audit_record(
-            actor=actor, verb="policy.created", subject=policy, payload={"name": policy_name, "kind": "mlp"}
+            actor=actor, verb="policy.created", subject=policy, payload={"name": policy_name, "kind": kind}
         )
     job = TrainingJob.objects.create(
         organization=actor.organization,
         workflow=workflow,
         policy=policy,
         rubric_version=rubric_version,
-        algorithm="ppo",
+        algorithm=job_config.algorithm,
         config=job_config.to_dict(),
-        total_updates=job_config.ppo.total_updates,
+        total_updates=job_config.total_updates,
         created_by=actor.user,
     )
     job.checkpoint_dir = str(Path(settings.ARTIFACT_DIR) / "jobs" / str(job.pk))
@@ -236,7 +280,8 @@ def training_job_run(
     workflow_version = job.workflow.latest_version
     factory = environment_factory(workflow_version, job.rubric_version)
     cases = training_cases(job.workflow, include_review_cases=job_config.include_review_cases)
-    previous = latest_checkpoint(job.checkpoint_dir) if Path(job.checkpoint_dir).exists() else None
+    find_checkpoint = latest_lm_checkpoint if job_config.lm is not None else latest_checkpoint
+    previous = find_checkpoint(job.checkpoint_dir) if Path(job.checkpoint_dir).exists() else None
     if previous is not None:
         TrainingJob.objects.filter(pk=job.pk).update(checkpoint_update=previous.update)
         with transaction.atomic():
@@ -263,15 +308,18 @@ def training_job_run(
         return TrainingJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
 
     try:
-        result = (ppo_trainer or train)(
-            job_config.ppo,
-            env_factory=factory,
-            train_cases=cases,
-            metrics_sink=sink,
-            checkpoint_dir=job.checkpoint_dir,
-            should_stop=should_stop,
-            resume=True,
-        )
+        if job_config.lm is not None:
+            result = _train_lm(job, job_config.lm, factory, cases, sink, should_stop)
+        else:
+            result = (ppo_trainer or train)(
+                job_config.ppo,
+                env_factory=factory,
+                train_cases=cases,
+                metrics_sink=sink,
+                checkpoint_dir=job.checkpoint_dir,
+                should_stop=should_stop,
+                resume=True,
+            )
     except Exception as exc:  # the job records any failure; earlier checkpoints stay on disk
         logger.exception("training job %s failed", job.pk)
         _finish(
@@ -294,11 +342,12 @@ def training_job_run(
         return TrainingJob.objects.get(pk=job.pk)
     try:
         with transaction.atomic():
-            checkpoint = latest_checkpoint(job.checkpoint_dir)
+            checkpoint = find_checkpoint(job.checkpoint_dir)
+            algorithm = job_config.algorithm
             version = policy_version_create(
                 actor=system,
                 policy=job.policy,
-                config={"algorithm": "ppo", "job": job.pk, "ppo": job.config["ppo"]},
+                config={"algorithm": algorithm, "job": job.pk, algorithm: job.config[algorithm]},
                 artifact_path=str(checkpoint.path) if checkpoint else "",
                 artifact_hash=checkpoint.metadata["weights_sha256"] if checkpoint else "",
                 metrics=result.metrics,
@@ -332,6 +381,37 @@ def training_job_run(
         checkpoint_update=checkpoint_update,
     )
     return TrainingJob.objects.get(pk=job.pk)
+
+
+def _train_lm(
+    job: TrainingJob,
+    config: LMTrainConfig,
+    factory: Callable[[], Any],
+    cases: list,
+    sink: Callable[[int, dict[str, float]], None],
+    should_stop: Callable[[], bool],
+) -> Any:
+    """The ``lm`` branch of :func:`training_job_run`: SFT on demonstrations (the pack's reference
+    solver on labelled train cases, and every reviewer-labelled case), then GRPO on ``cases``."""
+    from training.rl.lm.train import train as train_lm
+    from workflows.services.runs import environment_parts
+
+    spec, _, _, pack = environment_parts(job.workflow.latest_version)
+    review_ids = Case.objects.filter(
+        workflow=job.workflow, split=Split.TRAIN, source=CaseSource.REVIEW, expected__isnull=False
+    ).values_list("pk", flat=True)
+    return train_lm(
+        config,
+        env_factory=factory,
+        train_cases=cases,
+        demo_cases=training_cases(job.workflow, include_review_cases=True),
+        solver=pack.solver(spec) if pack is not None else None,
+        review_case_ids=frozenset(str(pk) for pk in review_ids),
+        metrics_sink=sink,
+        checkpoint_dir=job.checkpoint_dir,
+        should_stop=should_stop,
+        resume=True,
+    )
 
 
 def training_jobs_requeue_stale(*, stale_after: timedelta = STALE_AFTER) -> list[int]:

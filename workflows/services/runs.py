@@ -1,5 +1,10 @@
 """Running policies on cases: build the environment from the database, play one episode, and write
-the Run, its Steps, the Decision and one audit event per step — all in one transaction."""
+the Run, its Steps, the Decision and one audit event per step — all in one transaction.
+
+A live case whose production version is a language model served by vLLM waits for the model
+when the server cannot be reached (status ``waiting``, audited ``case.waiting_for_model``);
+:func:`cases_requeue_waiting` (Celery beat) queues it again once the server answers, so no
+case is lost while a model server restarts."""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor
 from caseloop.audit.services import audit_record
-from training.loading import policy_load
+from training.loading import policy_load, policy_server_ready
 from training.models import PolicyVersion, Stage
+from training.rl.lm.client import ModelServerUnavailable
+from training.rl.lm.textio import PARSE_ERROR
 from workflows.engine.environment import Environment, Observation
 from workflows.engine.policies import Policy, run_episode
 from workflows.engine.rubric import Rubric as EngineRubric
@@ -29,6 +36,7 @@ from workflows.models import (
     RubricVersion,
     Run,
     Step,
+    Workflow,
     WorkflowVersion,
 )
 from workflows.packs import Pack, get_pack
@@ -36,6 +44,9 @@ from workflows.services.decisions import decision_explanation, decision_route
 from workflows.services.rubrics import rubric_version_freeze
 
 logger = logging.getLogger(__name__)
+
+# The audit verb of each step kind; a language model's unparsable line is a step of its own.
+_STEP_VERBS = {"decision": "agent.decided", PARSE_ERROR: "agent.parse_error"}
 
 
 def environment_parts(
@@ -83,11 +94,14 @@ def run_policy(
     environment: Environment | None = None,
     policy: Policy | None = None,
     evaluation: Any = None,
+    live: bool = False,
 ) -> Run:
     """Play one episode of ``policy_version`` on ``case`` and record it with its audit trail.
 
     ``environment`` and ``policy`` may be passed in already built when many cases are run in a row
-    (evaluation); ``evaluation`` links the run to an EvaluationReport."""
+    (evaluation); ``evaluation`` links the run to an EvaluationReport. ``live`` runs a language-model
+    version through its model server (``policy_load``); ModelServerUnavailable then propagates and
+    the transaction writes nothing."""
     if policy_version.policy.organization_id != case.organization_id:
         raise ValidationError(
             {"policy_version": "The policy and the case belong to different organisations."}
@@ -95,7 +109,7 @@ def run_policy(
     workflow_version = case.workflow_version
     rubric_version = rubric_version or default_rubric_version(workflow_version)
     env = environment or environment_factory(workflow_version, rubric_version)()
-    policy = policy or policy_load(policy_version, env.spec)
+    policy = policy or policy_load(policy_version, env.spec, live=live)
     trajectory = run_episode(env, policy, case.to_engine(), seed=seed)
     score = env.score
     run = Run.objects.create(
@@ -119,6 +133,8 @@ def run_policy(
     steps = []
     for record in trajectory.steps:
         action = record.action
+        # A parse error's own reason says more than the engine's "unknown action kind".
+        error = action.explanation if action.kind == PARSE_ERROR else record.error
         steps.append(
             Step(
                 run=run,
@@ -128,7 +144,7 @@ def run_policy(
                 arguments=action.arguments,
                 observation=_observation_summary(record.observation_before),
                 result=record.result,
-                error=record.error or "",
+                error=error or "",
                 explanation=action.explanation,
                 confidence=action.confidence,
                 probabilities=action.probabilities,
@@ -137,7 +153,7 @@ def run_policy(
         )
         audit_record(
             actor=actor,
-            verb="agent.decided" if action.kind == "decision" else "agent.tool_called",
+            verb=_STEP_VERBS.get(action.kind, "agent.tool_called"),
             subject=run,
             payload={
                 "case": case.pk,
@@ -145,7 +161,7 @@ def run_policy(
                 "action": action.name,
                 "arguments": action.arguments,
                 "result": record.result,
-                "error": record.error,
+                "error": error,
                 "explanation": action.explanation,
                 "confidence": action.confidence,
                 "probabilities": action.probabilities,
@@ -169,7 +185,6 @@ def run_policy(
     return run
 
 
-@transaction.atomic
 def case_decide(*, case_id: int) -> Decision | None:
     """Decide a queued live case with its workflow's production policy version, route the decision
     by the version's stage (``decision_route``: review, or execution when autonomy allows), and let
@@ -177,8 +192,18 @@ def case_decide(*, case_id: int) -> Decision | None:
 
     Safe to run twice: the case row is locked and claimed only while it is still queued, so a
     redelivered task finds it decided and does nothing. A worker that dies mid-way rolls back and
-    leaves the case queued for the redelivery.
+    leaves the case queued for the redelivery. When a language-model version's server cannot be
+    reached, the attempt rolls back and the case waits for the model (:func:`case_wait_for_model`).
     """
+    try:
+        return _case_decide(case_id=case_id)
+    except ModelServerUnavailable as exc:
+        case_wait_for_model(case_id=case_id, reason=str(exc))
+        return None
+
+
+@transaction.atomic
+def _case_decide(*, case_id: int) -> Decision | None:
     from workflows.selectors import production_policy_version
 
     case = (
@@ -192,7 +217,7 @@ def case_decide(*, case_id: int) -> Decision | None:
     policy_version = production_policy_version(workflow=case.workflow)
     if policy_version is None:
         return None  # stays queued; decided once a version is promoted
-    run = run_policy(policy_version=policy_version, case=case)
+    run = run_policy(policy_version=policy_version, case=case, live=True)
     case.status = CaseStatus.DECIDED
     case.save(update_fields=["status"])
     decision = getattr(run, "decision", None)
@@ -218,7 +243,7 @@ def _decide_in_shadow(case: Case) -> None:
     for version in shadow_policy_versions(workflow=case.workflow):
         try:
             with transaction.atomic():
-                run = run_policy(policy_version=version, case=case)
+                run = run_policy(policy_version=version, case=case, live=True)
                 shadow = getattr(run, "decision", None)
                 if shadow is not None:
                     decision_route(decision=shadow, stage=Stage.SHADOW)
@@ -230,3 +255,64 @@ def _decide_in_shadow(case: Case) -> None:
                 subject=case,
                 payload={"policy_version": version.pk, "error": f"{type(exc).__name__}: {exc}"[:500]},
             )
+
+
+@transaction.atomic
+def case_wait_for_model(*, case_id: int, reason: str) -> bool:
+    """Park a queued case whose model server is unreachable: status ``waiting`` (shown as "Waiting
+    for model"), audited with the reason. False when the case was no longer queued."""
+    from workflows.selectors import production_policy_version
+
+    case = (
+        Case.objects.select_for_update()
+        .select_related("organization", "workflow")
+        .filter(pk=case_id, status=CaseStatus.QUEUED)
+        .first()
+    )
+    if case is None:
+        return False
+    case.status = CaseStatus.WAITING
+    case.save(update_fields=["status"])
+    version = production_policy_version(workflow=case.workflow)
+    audit_record(
+        actor=Actor.for_system(case.organization),
+        verb="case.waiting_for_model",
+        subject=case,
+        payload={"policy_version": version.pk if version else None, "reason": reason[:500]},
+    )
+    return True
+
+
+def cases_requeue_waiting(*, limit: int = 500) -> list[int]:
+    """Queue again, for ``decide_case``, the cases waiting for a model whose server now answers and
+    serves the production version (Celery beat runs this). Returns the ids queued."""
+    from workflows.selectors import production_policy_version
+    from workflows.tasks import decide_case
+
+    requeued: list[int] = []
+    waiting = Case.objects.filter(status=CaseStatus.WAITING)
+    for workflow in Workflow.objects.filter(pk__in=waiting.values("workflow_id")).select_related(
+        "organization"
+    ):
+        version = production_policy_version(workflow=workflow)
+        if version is None or not policy_server_ready(version):
+            continue
+        with transaction.atomic():
+            cases = list(
+                Case.objects.select_for_update(skip_locked=True)
+                .filter(workflow=workflow, status=CaseStatus.WAITING)
+                .order_by("id")[:limit]
+            )
+            for case in cases:
+                case.status = CaseStatus.QUEUED
+                case.save(update_fields=["status"])
+                audit_record(
+                    actor=Actor.for_system(workflow.organization),
+                    verb="case.requeued",
+                    subject=case,
+                    payload={"policy_version": version.pk, "reason": "the model server answers again"},
+                )
+            ids = [case.pk for case in cases]
+            transaction.on_commit(lambda ids=ids: [decide_case.delay(pk) for pk in ids])
+            requeued += ids
+    return requeued

@@ -1,0 +1,248 @@
+"""Our GRPO against TRL's ``GRPOTrainer``: seconds per step and reward after N steps, in one run.
+
+You are in the bench room. Both start from the same small model (built for the claims workflow and
+fine-tuned briefly on demonstrations, so rewards are not all zero) and train on a single-turn
+version of the task (``lm_common.SingleTurnEnvironment``): the prompt is the case with the results
+of every check the reference solver makes, the completion is one line that must be the
+``DECIDE …`` line, and the reward is the environment's: the rubric total of the episode with that
+decision (a parse error or an invalid decision scores what the rubric gives an undecided case,
+minus the penalty). The same settings on both sides: group size, prompts per step, steps,
+learning rate (constant, AdamW), temperature 1 with no top-k/top-p, at most 192 new tokens
+stopping at the newline, one update per batch (``num_iterations`` 1), no KL term (beta 0), clip
+0.2/0.28, DAPO token-level loss, group-std reward scaling, one torch thread.
+
+Reported: seconds per training step (wall time of the whole train call divided by the steps),
+the mean training reward of the last steps, and the mean greedy reward on held-out prompts after
+N steps, for both, with the speed ratio. Target: ours at least 1.5x faster at equal reward.
+
+    /work/venv-lm/bin/python bench/grpo_vs_trl.py [--steps 20] [--group 4] [--prompts 4] [--sft-steps 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch
+from lm_common import BENCH_MODEL, SingleTurnEnvironment, claims_world
+
+
+def single_turn_factory(world):
+    return lambda: SingleTurnEnvironment(world.env_factory(), world.solver)
+
+
+def prompt_text(world, case) -> str:
+    from training.rl.lm.textio import Transcript
+
+    env = SingleTurnEnvironment(world.env_factory(), world.solver)
+    transcript = Transcript(world.spec)
+    return transcript.observe(env.reset(case))
+
+
+def single_turn_reward(world, case, line: str) -> float:
+    from training.rl.lm.textio import parse_action
+
+    env = SingleTurnEnvironment(world.env_factory(), world.solver)
+    env.reset(case)
+    _, reward, _, _ = env.step(parse_action(line).action)
+    return float(reward)
+
+
+def evaluate(bundle, world, cases) -> float:
+    from training.rl.lm.engines import TorchEngine
+    from training.rl.lm.rollout import TokenCodec, run_episodes
+
+    engine = TorchEngine(
+        bundle.model, stop_token_ids=bundle.stop_token_ids, pad_token_id=bundle.tokenizer.pad_token_id
+    )
+    episodes = run_episodes(
+        engine,
+        TokenCodec.from_bundle(bundle),
+        single_turn_factory(world),
+        cases,
+        max_new_tokens=192,
+        temperature=0.0,
+        seed=0,
+        max_length=1024,
+    )
+    return statistics.fmean(e.reward for e in episodes)
+
+
+def run_ours(bundle, world, args) -> dict:
+    from training.rl.lm.config import GRPOConfig
+    from training.rl.lm.engines import TorchEngine
+    from training.rl.lm.grpo import grpo_step
+    from training.rl.lm.rollout import TokenCodec
+
+    model = bundle.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    config = GRPOConfig(
+        steps=args.steps,
+        cases_per_step=args.prompts,
+        group_size=args.group,
+        learning_rate=args.lr,
+        temperature=1.0,
+        max_new_tokens=192,
+        microbatch_size=args.prompts * args.group,
+    )
+    engine = TorchEngine(
+        model, stop_token_ids=bundle.stop_token_ids, pad_token_id=bundle.tokenizer.pad_token_id
+    )
+    codec = TokenCodec.from_bundle(bundle)
+    rewards = []
+    started = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        metrics = grpo_step(
+            model=model,
+            optimizer=optimizer,
+            engine=engine,
+            codec=codec,
+            env_factory=single_turn_factory(world),
+            cases=world.train,
+            config=config,
+            seed=args.seed,
+            step=step,
+            pad_token_id=bundle.tokenizer.pad_token_id,
+            max_length=1024,
+        )
+        rewards.append(metrics["reward/mean"])
+    seconds = time.perf_counter() - started
+    return {"seconds_per_step": seconds / args.steps, "train_rewards": rewards}
+
+
+def run_trl(bundle, world, args, output_dir: str) -> dict:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    model, tokenizer = bundle.model, bundle.tokenizer
+    # Stop at the end of the line, as ours does: TRL stops at the model's EOS ids.
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, *bundle.stop_token_ids]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    bos = tokenizer.bos_token or ""
+    cases = {case.id: case for case in world.train}
+    dataset = Dataset.from_list(
+        [{"prompt": bos + prompt_text(world, case), "case_id": case.id} for case in world.train]
+    )
+
+    def reward(prompts, completions, case_id, **_):
+        return [
+            single_turn_reward(world, cases[cid], text)
+            for text, cid in zip(completions, case_id, strict=True)
+        ]
+
+    config = GRPOConfig(
+        output_dir=output_dir,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.prompts * args.group,
+        num_generations=args.group,
+        max_completion_length=192,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.01,  # torch AdamW's default, which ours uses
+        adam_epsilon=1e-8,
+        max_grad_norm=1.0,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        beta=0.0,
+        num_iterations=1,
+        epsilon=0.2,
+        epsilon_high=0.28,
+        loss_type="dapo",
+        scale_rewards="group",
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        seed=args.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+    return {"seconds_per_step": seconds / args.steps, "train_rewards": rewards}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--prompts", type=int, default=4, help="prompts per step")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--sft-steps", type=int, default=150)
+    parser.add_argument("--eval-cases", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    from training.rl.lm import LMTrainConfig, train
+    from training.rl.lm.checkpoint import latest_lm_checkpoint, load_bundle
+
+    world = claims_world()
+    held_out = world.test[: args.eval_cases]
+    with tempfile.TemporaryDirectory() as directory:
+        started = time.perf_counter()
+        config = LMTrainConfig.from_dict(
+            {
+                "seed": args.seed,
+                "model": BENCH_MODEL,
+                "sft": {"steps": args.sft_steps, "batch_size": 8, "learning_rate": 5e-3},
+                "grpo": {"steps": 0},
+                "checkpoint_every": 10_000,
+            }
+        )
+        train(
+            config,
+            env_factory=world.env_factory,
+            train_cases=world.train,
+            solver=world.solver,
+            checkpoint_dir=Path(directory) / "sft",
+        )
+        checkpoint = latest_lm_checkpoint(Path(directory) / "sft")
+        print(f"start model: {args.sft_steps} SFT steps in {time.perf_counter() - started:.0f}s")
+        start_reward = evaluate(load_bundle(checkpoint), world, held_out)
+
+        ours_bundle = load_bundle(checkpoint)
+        ours = run_ours(ours_bundle, world, args)
+        ours["eval_reward"] = evaluate(ours_bundle, world, held_out)
+
+        trl_bundle = load_bundle(checkpoint)
+        trl = run_trl(trl_bundle, world, args, str(Path(directory) / "trl"))
+        trl_bundle.model.generation_config = copy.deepcopy(trl_bundle.model.generation_config)
+        trl["eval_reward"] = evaluate(trl_bundle, world, held_out)
+
+    tail = max(1, args.steps // 4)
+    print(
+        f"\nsingle-turn claims decisions: {args.steps} steps, {args.prompts} prompts x group {args.group}, "
+        f"lr {args.lr}, {sum(p.numel() for p in ours_bundle.model.parameters())} parameters"
+    )
+    print(f"held-out greedy reward before GRPO: {start_reward:.3f} ({len(held_out)} test cases)")
+    label = f"train reward (last {tail})"
+    print(f"{'':8}{'s/step':>9}{label:>26}{'held-out reward':>17}")
+    for name, result in (("ours", ours), ("TRL", trl)):
+        last = statistics.fmean(result["train_rewards"][-tail:]) if result["train_rewards"] else float("nan")
+        print(f"{name:8}{result['seconds_per_step']:>9.2f}{last:>26.3f}{result['eval_reward']:>17.3f}")
+    print(
+        f"speed: ours is {trl['seconds_per_step'] / ours['seconds_per_step']:.2f}x TRL's steps per second "
+        "(target >= 1.5x at equal reward)"
+    )
+
+
+if __name__ == "__main__":
+    main()
