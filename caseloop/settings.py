@@ -278,6 +278,12 @@ MIDDLEWARE.insert(
     "caseloop.metrics.RequestMetricsMiddleware",
 )
 METRICS_TOKEN = env_str("METRICS_TOKEN", "").strip()
+
+# Sign-in rate limit (caseloop/accounts/ratelimit.py): failures per username and client address per
+# window, counted in the cache. Behind a proxy that appends the client to X-Forwarded-For, trust it.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 300, minimum=1)  # seconds
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 # --- end operations ---
 
 # --- language-model policies (training/rl/lm, docs/lm-policies.md) ---

@@ -4,9 +4,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from caseloop.accounts import views
+from caseloop.accounts.ratelimit import RateLimitedLoginView
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("login/", RateLimitedLoginView.as_view(), name="login"),  # operations: failures are rate-limited
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("organization/switch/", views.organization_switch, name="organization-switch"),
     path("organization/members/", views.members, name="organization-members"),
