@@ -77,7 +77,15 @@ def _choices(names: Iterable[str], blank: str | None = "—") -> list[tuple[str,
     return out + [(name, name) for name in names]
 
 
-class ItemForm(forms.Form):
+class Form(forms.Form):
+    """Labels without a trailing colon: they read better, and screen readers announce them as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class ItemForm(Form):
     """An editor form: built from a draft item, read back into one."""
 
     def to_item(self) -> dict[str, Any]:
@@ -91,7 +99,7 @@ class ItemForm(forms.Form):
 # --------------------------------------------------------------------------- workflow spec
 
 
-class SpecSettingsForm(forms.Form):
+class SpecSettingsForm(Form):
     name = forms.RegexField(
         regex=r"^[A-Za-z][A-Za-z0-9_-]{0,99}$",
         help_text="The spec's own name: letters, digits, '_' or '-'.",
@@ -302,7 +310,7 @@ def argument_items(formset: forms.BaseFormSet) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- rubric
 
 
-class RubricSettingsForm(forms.Form):
+class RubricSettingsForm(Form):
     """Step cost and one shaping bonus per tool of the workflow."""
 
     step_cost = forms.FloatField(
@@ -345,8 +353,63 @@ class RubricSettingsForm(forms.Form):
         return initial
 
 
+def _param_field(
+    name: str, *, tools: Sequence[str], actions: Sequence[str], arguments: Sequence[str]
+) -> forms.Field:
+    """A fresh input for one criterion parameter (each kind gets its own, so ids never clash)."""
+    match name:
+        case "argument":
+            return forms.ChoiceField(
+                required=False, choices=_choices(arguments), help_text="The decision argument to compare."
+            )
+        case "absolute":
+            return forms.FloatField(required=False, min_value=0, help_text="Allowed absolute difference.")
+        case "relative":
+            return forms.FloatField(
+                required=False, min_value=0, help_text="Allowed relative difference: 0.01 is 1%."
+            )
+        case "tool":
+            return forms.ChoiceField(required=False, choices=_choices(tools))
+        case "before_decision":
+            return forms.BooleanField(required=False, initial=True, label="Must happen before the decision")
+        case "tool_or_decision":
+            return forms.ChoiceField(required=False, choices=_choices(actions), label="Tool or decision")
+        case "before":
+            return forms.ChoiceField(required=False, choices=_choices(actions))
+        case "after":
+            return forms.ChoiceField(
+                required=False,
+                choices=_choices([*actions, "decision"]),
+                help_text="'decision' means whichever decision was taken.",
+            )
+        case "terms":
+            return forms.CharField(
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 2}),
+                help_text="Words or phrases, one per line or comma-separated.",
+            )
+        case "cite_tools":
+            return forms.MultipleChoiceField(
+                required=False,
+                choices=_choices(tools, blank=None),
+                widget=forms.CheckboxSelectMultiple,
+                label="Tools whose facts count",
+                help_text="A fact counts when the explanation writes its value.",
+            )
+        case "min_matches":
+            return forms.IntegerField(required=False, min_value=1, initial=1, label="Matches needed")
+        case "expression":
+            return forms.CharField(
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
+                help_text="E.g. 'check_coverage' in steps and arguments.amount <= check_coverage.limit",
+            )
+    raise KeyError(name)
+
+
 class CriterionItemForm(ItemForm):
-    """One criterion; the parameter inputs shown are those of its kind (:data:`CRITERION_PARAMS`)."""
+    """One criterion. Each kind has its own parameter inputs, named ``<kind>__<parameter>``
+    (:data:`CRITERION_PARAMS`); only the chosen kind's are read and checked."""
 
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(
@@ -365,36 +428,6 @@ class CriterionItemForm(ItemForm):
         help_text="Optional condition, e.g. expected_decision == 'approve'. Empty: always applies.",
     )
     description = forms.CharField(max_length=500, required=False)
-    # parameters (which ones apply depends on the kind)
-    argument = forms.ChoiceField(required=False, help_text="The decision argument to compare.")
-    absolute = forms.FloatField(required=False, min_value=0, help_text="Allowed absolute difference.")
-    relative = forms.FloatField(
-        required=False, min_value=0, help_text="Allowed relative difference: 0.01 is 1%."
-    )
-    tool = forms.ChoiceField(required=False)
-    before_decision = forms.BooleanField(
-        required=False, initial=True, label="Must happen before the decision"
-    )
-    tool_or_decision = forms.ChoiceField(required=False, label="Tool or decision")
-    before = forms.ChoiceField(required=False)
-    after = forms.ChoiceField(required=False, help_text="'decision' means whichever decision was taken.")
-    terms = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Words or phrases, one per line or comma-separated.",
-    )
-    cite_tools = forms.MultipleChoiceField(
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        label="Tools whose facts count",
-        help_text="A fact counts when the explanation writes its value.",
-    )
-    min_matches = forms.IntegerField(required=False, min_value=1, initial=1, label="Matches needed")
-    expression = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
-        help_text="E.g. 'check_coverage' in steps and arguments.amount <= check_coverage.limit",
-    )
 
     def __init__(
         self,
@@ -406,28 +439,53 @@ class CriterionItemForm(ItemForm):
     ) -> None:
         super().__init__(*args, **kwargs)
         actions = [*tool_names, *decision_names]
-        self.fields["argument"].choices = _choices(argument_names)  # type: ignore[attr-defined]
-        self.fields["tool"].choices = _choices(tool_names)  # type: ignore[attr-defined]
-        self.fields["tool_or_decision"].choices = _choices(actions)  # type: ignore[attr-defined]
-        self.fields["before"].choices = _choices(actions)  # type: ignore[attr-defined]
-        self.fields["after"].choices = _choices([*actions, "decision"])  # type: ignore[attr-defined]
-        self.fields["cite_tools"].choices = _choices(tool_names, blank=None)  # type: ignore[attr-defined]
+        for kind, params in CRITERION_PARAMS.items():
+            for param in params:
+                field = _param_field(param, tools=tool_names, actions=actions, arguments=argument_names)
+                field.label = field.label or param.replace("_", " ").capitalize()
+                self.fields[self.param_name(kind, param)] = field
+
+    @staticmethod
+    def param_name(kind: str, param: str) -> str:
+        return f"{kind}__{param}"
+
+    def chosen_kind(self) -> str:
+        if hasattr(self, "cleaned_data") and self.cleaned_data.get("kind"):
+            return self.cleaned_data["kind"]
+        return str(self["kind"].value() or "outcome_match")
+
+    def field_for(self, param: str) -> str | None:
+        """The input of the chosen kind that holds ``param`` (engine problems name parameters)."""
+        kind = self.chosen_kind()
+        if param == "tolerance":
+            param = "absolute"
+        return self.param_name(kind, param) if param in CRITERION_PARAMS.get(kind, ()) else None
 
     def kind_fields(self) -> list[tuple[str, str, list[forms.BoundField]]]:
         """(kind, help, its parameter inputs) for every kind: the template shows the chosen one."""
         return [
-            (kind, CRITERION_KIND_HELP[kind], [self[name] for name in CRITERION_PARAMS[kind]])
+            (
+                kind,
+                CRITERION_KIND_HELP[kind],
+                [self[self.param_name(kind, p)] for p in CRITERION_PARAMS[kind]],
+            )
             for kind in CRITERION_KINDS
         ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if (
-            data.get("kind") == "numeric_tolerance"
-            and data.get("absolute") is None
-            and data.get("relative") is None
+        kind = data.get("kind")
+        # Inputs of the other kinds are hidden and ignored: so are their errors.
+        for other, params in CRITERION_PARAMS.items():
+            if other != kind:
+                for param in params:
+                    self.errors.pop(self.param_name(other, param), None)
+        if kind == "numeric_tolerance" and all(
+            data.get(self.param_name(kind, p)) is None for p in ("absolute", "relative")
         ):
-            self.add_error("absolute", "Give an absolute or a relative tolerance (or both).")
+            self.add_error(
+                self.param_name(kind, "absolute"), "Give an absolute or a relative tolerance (or both)."
+            )
         return data
 
     def to_item(self) -> dict[str, Any]:
@@ -435,12 +493,12 @@ class CriterionItemForm(ItemForm):
         kind = data["kind"]
         params: dict[str, Any] = {}
         for name in CRITERION_PARAMS[kind]:
-            value = data.get(name)
+            value = data.get(self.param_name(kind, name))
             if name == "terms":
                 value = lines(value)
             elif name in ("absolute", "relative"):
                 value = _number(value)
-            if value in (None, "", []) and name not in ("before_decision",):
+            if value in (None, "", []) and name != "before_decision":
                 continue
             params[name] = value
         when = data["when"].strip()
@@ -457,20 +515,19 @@ class CriterionItemForm(ItemForm):
     @classmethod
     def initial_from(cls, item: Mapping[str, Any]) -> dict[str, Any]:
         params = item.get("params") or {}
-        initial = {
+        kind = item.get("kind", "outcome_match")
+        initial: dict[str, Any] = {
             "name": item.get("name", ""),
-            "kind": item.get("kind", "outcome_match"),
+            "kind": kind,
             "weight": item.get("weight", 1),
             "gate": item.get("gate", False),
             "when": item.get("when") or "",
             "description": item.get("description", ""),
         }
-        for name in {name for names in CRITERION_PARAMS.values() for name in names}:
-            if name in params:
-                value = params[name]
-                initial[name] = "\n".join(value) if name == "terms" and isinstance(value, list) else value
-        initial.setdefault("before_decision", True)
-        initial.setdefault("min_matches", 1)
+        for name, value in params.items():
+            if name in CRITERION_PARAMS.get(kind, ()):
+                shown = "\n".join(value) if name == "terms" and isinstance(value, list) else value
+                initial[cls.param_name(kind, name)] = shown
         return initial
 
 
@@ -525,7 +582,7 @@ def parse_json(text: str, *, expect: type) -> Any:
 # --------------------------------------------------------------------------- creating things
 
 
-class WorkflowCreateForm(forms.Form):
+class WorkflowCreateForm(Form):
     name = forms.CharField(max_length=200)
     slug = forms.SlugField(
         max_length=80, required=False, help_text="Optional; made from the name when empty."
@@ -568,7 +625,7 @@ STARTER_SPEC: dict[str, Any] = {
 }
 
 
-class RubricCreateForm(forms.Form):
+class RubricCreateForm(Form):
     name = forms.CharField(max_length=200)
     start = forms.ChoiceField(label="Start from", widget=forms.RadioSelect)
 
@@ -594,7 +651,7 @@ STARTER_RUBRIC: dict[str, Any] = {
 }
 
 
-class TableUploadForm(forms.Form):
+class TableUploadForm(Form):
     name = forms.SlugField(max_length=80, help_text="The name lookup tools use, e.g. policies.")
     file = forms.FileField(required=False, label="CSV file", help_text="The first line names the columns.")
     text = forms.CharField(
@@ -618,7 +675,7 @@ class TableUploadForm(forms.Form):
         return data
 
 
-class CaseImportForm(forms.Form):
+class CaseImportForm(Form):
     workflow = forms.TypedChoiceField(coerce=int)
     format = forms.ChoiceField(
         choices=[("auto", "From the file name"), ("csv", "CSV"), ("jsonl", "JSON lines")], initial="auto"
@@ -666,7 +723,7 @@ class CaseImportForm(forms.Form):
         return data
 
 
-class CaseGenerateForm(forms.Form):
+class CaseGenerateForm(Form):
     workflow = forms.TypedChoiceField(coerce=int, help_text="Only workflows with a pack can generate cases.")
     count = forms.IntegerField(min_value=1, max_value=100_000, initial=100)
     difficulty = forms.TypedChoiceField(

@@ -18,6 +18,7 @@ from django.db.models import (
     BooleanField,
     Count,
     Exists,
+    F,
     Func,
     IntegerField,
     Max,
@@ -138,10 +139,10 @@ def _known(value: str, allowed: Sequence[str]) -> str:
 
 
 # Text search over field values on PostgreSQL: the words of the query, each also as a prefix
-# ("smi" finds "Smith"), against the values' text-search vector. The expression is the one the
-# ``case_fields_words`` GIN index is built on (migration 0005), so the index answers it.
+# ("smi" finds "Smith"), against ``search_vector``, the stored text-search vector of the values
+# that migration 0005 adds (a generated column with a GIN index, not a model field).
 _FIELD_WORDS_SQL = (
-    "jsonb_to_tsvector('simple', workflows_case.fields, '[\"string\", \"numeric\"]')"
+    "workflows_case.search_vector"
     " @@ to_tsquery('simple', regexp_replace(plainto_tsquery('simple', %s)::text, '''( |$)', ''':*\\1', 'g'))"
 )
 # SQLite (the embedded default, small data): a substring of any scalar value, ignoring case.
@@ -162,11 +163,8 @@ def _field_text_matches(q: str) -> RawSQL:
     return RawSQL(sql, params, output_field=BooleanField())  # noqa: S611
 
 
-def case_search(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
-    """The organisation's cases narrowed by ``filters``, newest first.
-
-    ``q`` matches a case id exactly, the start of an external reference (ignoring case), or the
-    words of the field values (each word of ``q`` also as a prefix: "smi" finds "Smith")."""
+def _narrowed(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
+    """The organisation's cases narrowed by every filter but the search, newest first."""
     require(actor, "case.view")
     cases = Case.objects.filter(organization=actor.organization)
     if filters.workflow is not None:
@@ -180,13 +178,62 @@ def case_search(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
     if filters.decided:
         has_decision = Exists(Decision.objects.filter(case_id=OuterRef("pk")))
         cases = cases.filter(has_decision if filters.decided == DECIDED_YES else ~has_decision)
-    if filters.q:
-        q = filters.q
-        match = Q(external_id__istartswith=q) | Q(_field_text_matches(q))
-        if q.isdigit() and len(q) < 19:
-            match |= Q(pk=int(q))
-        cases = cases.filter(match)
-    return cases.select_related("workflow").order_by("-created_at", "-id")
+    return cases.order_by("-created_at", "-id")
+
+
+def _search_match(q: str) -> Q:
+    match = Q(external_id__istartswith=q) | Q(_field_text_matches(q))
+    if q.isdigit() and len(q) < 19:
+        match |= Q(pk=int(q))
+    return match
+
+
+def case_search(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
+    """The organisation's cases narrowed by ``filters``, newest first.
+
+    ``q`` matches a case id exactly, the start of an external reference (ignoring case), or the
+    words of the field values (each word of ``q`` also as a prefix: "smi" finds "Smith")."""
+    cases = _narrowed(actor=actor, filters=filters).select_related("workflow")
+    if not filters.q:
+        return cases
+    # NULLS LAST (created_at is never null, so the order is the same) keeps PostgreSQL from
+    # walking the newest-first index and testing every case against the search, which is a scan
+    # of the whole organisation for a rare word: the search indexes find the matches, and only
+    # those are sorted. ``case_list_page`` tries the newest cases first for common words.
+    return cases.filter(_search_match(filters.q)).order_by(
+        F("created_at").desc(nulls_last=True), F("id").desc(nulls_last=True)
+    )
+
+
+# How many of the newest cases a search looks through first: a common word fills its page there
+# (quickly, from the newest-first index); a rarer one falls through to the search indexes.
+RECENT_WINDOW = 2_000
+
+
+def case_list_page(
+    *, actor: Actor, filters: CaseFilters, number: int, size: int
+) -> tuple[CasePage, list[CaseRow]]:
+    """Page ``number`` of the case list (see :func:`case_search`), each row with its latest
+    decision. Never counts the matches; the number of queries does not depend on ``size``."""
+    number = max(1, number)
+    start = (number - 1) * size
+    wanted = slice(start, start + size + 1)  # one more than the page: is there a next one?
+    if not filters.q:
+        return _page(
+            list(_narrowed(actor=actor, filters=filters).select_related("workflow")[wanted]), number, size
+        )
+    if wanted.stop <= RECENT_WINDOW:
+        recent = list(_narrowed(actor=actor, filters=filters).values_list("pk", flat=True)[:RECENT_WINDOW])
+        fetched = list(
+            Case.objects.filter(pk__in=recent)
+            .filter(_search_match(filters.q))
+            .select_related("workflow")
+            .order_by(F("created_at").desc(nulls_last=True), F("id").desc(nulls_last=True))[wanted]
+        )
+        # Complete when it filled the page, or when the window held every case there is.
+        if len(fetched) > size or len(recent) < RECENT_WINDOW:
+            return _page(fetched, number, size)
+    return _page(list(case_search(actor=actor, filters=filters)[wanted]), number, size)
 
 
 @dataclass
@@ -225,12 +272,8 @@ class CaseRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def case_page(cases: QuerySet[Case], *, number: int, size: int) -> tuple[CasePage, list[CaseRow]]:
-    """Page ``number`` of ``cases`` (``size`` rows, one more fetched to know if a next page exists),
-    each row with its case's latest decision: two queries whatever ``size`` is."""
-    number = max(1, number)
-    start = (number - 1) * size
-    fetched = list(cases[start : start + size + 1])
+def _page(fetched: list[Case], number: int, size: int) -> tuple[CasePage, list[CaseRow]]:
+    """The page and its rows, each with its case's latest decision (one query for all of them)."""
     page = CasePage(items=fetched[:size], number=number, has_next=len(fetched) > size)
     latest: dict[int, Decision] = {}
     counts: dict[int, int] = {}

@@ -39,3 +39,18 @@ def signed_percent(value: Any, scale: Any = 1) -> int:
         return max(0, min(100, round(abs(float(value)) / float(scale) * 100)))
     except (TypeError, ValueError, ZeroDivisionError):
         return 0
+
+
+@register.filter
+def number(value: Any) -> str:
+    """1.0 → "1", 0.005 → "0.005": weights and costs as an expert wrote them."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    return f"{value:g}"
+
+
+@register.filter
+def words(key: Any) -> str:
+    """``case_fields`` → "Case fields", ``numeric_tolerance`` → "Numeric tolerance"."""
+    text = str(key).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]

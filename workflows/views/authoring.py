@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,13 +116,16 @@ def _spec_of(workflow: Workflow) -> WorkflowSpec | None:
     return WorkflowSpec.from_dict(version.spec) if version else None
 
 
-def _attach(form: Any, rest: str, message: str, aliases: dict[str, str] | None = None) -> None:
+def _attach(form: Any, rest: str, message: str, resolve: Callable[[str], str | None] | None = None) -> None:
     """Put an engine problem on the input it is about (``minimum``, ``params.tolerance``), or on
-    the form as a whole with its path."""
+    the form as a whole with its path. ``resolve`` maps a parameter to its input's name."""
     parts = [part for part in re.split(r"[.\[\]]", rest) if part and not part.isdigit()]
-    if parts and parts[0] == "params":
+    is_param = bool(parts) and parts[0] == "params"
+    if is_param:
         parts = parts[1:]
-    key = (aliases or {}).get(parts[0], parts[0]) if parts else ""
+    key = parts[0] if parts else ""
+    if key and resolve is not None and (is_param or key not in form.fields):
+        key = resolve(key) or ""
     if key and key in form.fields:
         form.add_error(key, message)
     else:
@@ -841,9 +845,6 @@ def _rubric_problems(
         return problems, draft
 
 
-_CRITERION_ALIASES = {"tolerance": "absolute"}
-
-
 def _rubric_editor_context(
     workflow: Workflow,
     rubric: Rubric,
@@ -877,7 +878,7 @@ def _rubric_editor_context(
             form, editing = None, None
         else:
             for rest, message in item_problems:
-                _attach(form, rest, message, _CRITERION_ALIASES)
+                _attach(form, rest, message, form.field_for)
             open_form = True
     if form is None:
         form = _rubric_form(draft, spec)
@@ -974,7 +975,7 @@ def rubric_edit(request: HttpRequest, pk: int, rubric_id: int) -> HttpResponse:
     if is_htmx(request):
         response = render(request, "workflows/_rubric_editor.html", context)
         if context["valid"]:
-            response["HX-Trigger"] = "rubricDraftChanged"
+            response["HX-Trigger-After-Swap"] = "rubricDraftChanged"
         return response
     return render(request, "workflows/rubric_edit.html", context)
 

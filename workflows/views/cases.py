@@ -41,10 +41,8 @@ def case_list(request: HttpRequest) -> HttpResponse:
     filters = CaseFilters.from_query(request.GET)
     size_text = request.GET.get("size", "")
     size = int(size_text) if size_text.isdigit() and int(size_text) in PAGE_SIZES else DEFAULT_PAGE_SIZE
-    page, rows = selectors_expert.case_page(
-        selectors_expert.case_search(actor=actor, filters=filters),
-        number=_page_number(request.GET.get("page", "")),
-        size=size,
+    page, rows = selectors_expert.case_list_page(
+        actor=actor, filters=filters, number=_page_number(request.GET.get("page", "")), size=size
     )
     kept = {key: value for key, value in request.GET.items() if key != "page" and value}
     return render(
