@@ -6,6 +6,9 @@ serve_policy``); otherwise (evaluation, tests) the checkpoint is loaded into thi
 
 from __future__ import annotations
 
+import threading  # neural policy cache
+from collections import OrderedDict  # neural policy cache
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -25,21 +28,52 @@ def policy_load(version: PolicyVersion, spec: WorkflowSpec, *, live: bool = Fals
         except SpecError as exc:
             raise ValidationError({f"config.{p.path}": p.message for p in exc.problems}) from None
     if kind == PolicyKind.MLP:
-        from training.rl.checkpoint import CheckpointError, read_checkpoint
-        from training.rl.policy import NeuralPolicy
-
-        try:
-            checkpoint = read_checkpoint(version.artifact_path, verify=True)
-        except (CheckpointError, OSError) as exc:
-            raise ValidationError({"artifact_path": f"Cannot load {version}: {exc}"}) from None
-        if version.artifact_hash and checkpoint.metadata.get("weights_sha256") != version.artifact_hash:
-            raise ValidationError(
-                {"artifact_hash": f"The weights of {version} do not match their recorded hash."}
-            )
-        return NeuralPolicy(checkpoint.load_model(), checkpoint.featurizer(spec), spec, deterministic=True)
+        return _neural_policy_cached(version, spec)
     if kind == PolicyKind.LM:
         return _lm_policy_load(version, spec, live=live)
     raise ValidationError({"kind": f"Policy kind {kind!r} cannot be loaded by this version of Caseloop."})
+
+
+# --- neural policy cache (REST API decide=sync, decisions workers; bench/api.py) ---
+# Reading, verifying and building a network took most of a live decision. A loaded neural version
+# is kept per process and thread (a policy object is never shared between threads) and reused;
+# the key holds the artifact's path and hash and the spec's hash, so new weights or another spec
+# load afresh. At most NEURAL_CACHE_SIZE versions per thread, least recently used dropped first.
+NEURAL_CACHE_SIZE = 8
+_neural_cache = threading.local()
+
+
+def _neural_policy_cached(version: PolicyVersion, spec: WorkflowSpec) -> Policy:
+    from training.rl.features import spec_hash
+
+    cache: OrderedDict = getattr(_neural_cache, "policies", None) or OrderedDict()
+    _neural_cache.policies = cache
+    key = (version.pk, version.artifact_path, version.artifact_hash, spec_hash(spec))
+    policy = cache.get(key)
+    if policy is None:
+        policy = cache[key] = _neural_policy_load(version, spec)
+        while len(cache) > NEURAL_CACHE_SIZE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return policy
+
+
+def _neural_policy_load(version: PolicyVersion, spec: WorkflowSpec) -> Policy:
+    from training.rl.checkpoint import CheckpointError, read_checkpoint
+    from training.rl.policy import NeuralPolicy
+
+    try:
+        checkpoint = read_checkpoint(version.artifact_path, verify=True)
+    except (CheckpointError, OSError) as exc:
+        raise ValidationError({"artifact_path": f"Cannot load {version}: {exc}"}) from None
+    if version.artifact_hash and checkpoint.metadata.get("weights_sha256") != version.artifact_hash:
+        raise ValidationError(
+            {"artifact_hash": f"The weights of {version} do not match their recorded hash."}
+        )
+    return NeuralPolicy(checkpoint.load_model(), checkpoint.featurizer(spec), spec, deterministic=True)
+
+
+# --- end neural policy cache ---
 
 
 def lm_server_client(version: PolicyVersion):

@@ -45,9 +45,13 @@ class CredentialRateThrottle(BaseThrottle):
         window = int(now // self.period)
         key = f"throttle:{ident}:{self.period}:{window}"
         try:
-            cache.add(key, 0, timeout=self.period + 1)
-            count = cache.incr(key)
-        except Exception:  # the counter store is down or the key expired between add and incr
+            # The key outlives its window (the TTL starts at the window's first request), so it never
+            # expires while requests of its window still count on it.
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the window's first request
+                count = 1 if cache.add(key, 1, timeout=self.period + 1) else cache.incr(key)
+        except Exception:  # the counter store is down
             logger.warning("rate limit counter unavailable for %s; request allowed", ident, exc_info=True)
             return True
         if count > self.limit:

@@ -17,7 +17,8 @@ from caseloop.api.errors import django_validation_errors
 from caseloop.api.schema import PAGE_PARAMETERS, paginated
 from caseloop.api.serializers import CaseSerializer
 from caseloop.api.views.workflows import workflow_of
-from workflows.models import Case, CaseSource, CaseStatus, Split
+from workflows.models import Case, CaseSource, CaseStatus, Decision, Split
+from workflows.selectors import workflow_list
 from workflows.services import case_create, case_decide
 
 logger = logging.getLogger(__name__)
@@ -80,23 +81,33 @@ class CasesView(ApiView):
     def post(self, request):
         decide = valid_query(self.CreateQuery, request)["decide"]
         data = valid_body(self.CreateInput, request)
-        workflow = workflow_of(self, data.pop("workflow"))
+        workflow = self.get_one(workflow_list(actor=self.actor), data.pop("workflow"), "workflow")
+        sync = False
+        decision = None
         with transaction.atomic():
             case = case_create(actor=self.actor, workflow=workflow, source=CaseSource.API, **data)
             if decide == "sync" and case.status == CaseStatus.QUEUED:
-                decide_now(case)
-        case = selectors.with_decision(Case.objects.filter(pk=case.pk)).get()
+                sync = True
+                decision = decide_now(case)
+        if decision is not None:
+            case.status, case.production_decisions = CaseStatus.DECIDED, [decision]
+        elif sync:  # no production version yet, or it did not decide: read back where the case is
+            case = selectors.with_decision(Case.objects.filter(pk=case.pk)).get()
+        else:
+            case.production_decisions = []
         return created(CaseSerializer(case).data, f"/api/v1/cases/{case.pk}")
 
 
-def decide_now(case: Case) -> None:
-    """Decide a just-created live case in this request. The task queued on commit then finds the case
-    decided and does nothing. Should deciding fail here, the case stays queued for the workers."""
+def decide_now(case: Case) -> Decision | None:
+    """Decide a just-created live case in this request; its production decision, or None. The task
+    queued on commit then finds the case decided and does nothing. Should deciding fail here, the
+    case stays queued for the workers."""
     try:
         with transaction.atomic():
-            case_decide(case_id=case.pk)
+            return case_decide(case_id=case.pk)
     except Exception:
         logger.exception("deciding case %s in the request failed; it stays queued for the workers", case.pk)
+        return None
 
 
 class CaseBulkView(ApiView):
@@ -119,7 +130,7 @@ class CaseBulkView(ApiView):
     )
     def post(self, request):
         data = valid_body(self.Input, request)
-        workflow = workflow_of(self, data["workflow"])
+        workflow = self.get_one(workflow_list(actor=self.actor), data["workflow"], "workflow")
         errors: dict[str, list[str]] = {}
         cases: list[Case] = []
         with transaction.atomic():
