@@ -499,3 +499,25 @@ def test_workflow_pages_answer_in_a_fixed_number_of_queries(client, org):
             assert client.get(url).status_code == 200
         counts[url] = len(queries)
     assert max(counts.values()) <= 15, counts
+
+
+def test_long_histories_paginate(client, org):
+    from caseloop.accounts.permissions import Actor
+    from workflows.services.rubrics import rubric_version_create
+
+    workflow, members = org
+    rubric = workflow.rubrics.get()
+    expert = Actor(organization=workflow.organization, user=members[Role.EXPERT], role=Role.EXPERT)
+    definition = rubric.latest_version.definition
+    for weight in range(2, 24):
+        definition["criteria"][0]["weight"] = weight
+        rubric_version_create(actor=expert, rubric=rubric, definition=definition, note=f"weight {weight}")
+    _login(client, members[Role.AUDITOR])
+    first = client.get(f"/workflows/{workflow.pk}/rubrics/{rubric.pk}/")
+    assert [row["version"].number for row in first.context["history"]] == list(range(23, 3, -1))
+    assert first.context["history"][0]["changes"][0].details[0].new == 23
+    assert 'href="?page=2"' in first.content.decode()
+    second = client.get(f"/workflows/{workflow.pk}/rubrics/{rubric.pk}/?version=5&page=2")
+    assert [row["version"].number for row in second.context["history"]] == [3, 2, 1]
+    assert second.context["shown"].number == 5
+    assert 'href="?version=5&amp;page=1"' in second.content.decode()

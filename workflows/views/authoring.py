@@ -733,23 +733,26 @@ def rubric_new(request: HttpRequest, pk: int) -> HttpResponse:
 def rubric_detail(request: HttpRequest, pk: int, rubric_id: int) -> HttpResponse:
     workflow = _workflow(request, pk)
     rubric = _rubric(workflow, rubric_id)
-    versions = list(selectors_expert.rubric_versions(actor=request.actor, rubric=rubric))
-    if not versions:
+    versions = selectors_expert.rubric_versions(actor=request.actor, rubric=rubric)
+    latest = versions.first()
+    if latest is None:
         raise Http404("This rubric has no version.")
-    shown = versions[0]
+    shown = latest
     if request.GET.get("version", "").isdigit():
-        shown = next((v for v in versions if v.number == int(request.GET["version"])), None)
-        if shown is None:
-            raise Http404("No such version.")
-    by_number = {v.number: v for v in versions}
+        shown = get_object_or_404(versions, number=int(request.GET["version"]))
+    page = Paginator(versions, 20).get_page(request.GET.get("page"))
+    # Each listed version is compared with the one before it (one query for the page's neighbours).
+    previous = {
+        v.number: v.definition for v in rubric.versions.filter(number__in=[v.number - 1 for v in page])
+    }
     history = [
         {
             "version": v,
-            "changes": rubric_diff(by_number[v.number - 1].definition, v.definition)
-            if v.number - 1 in by_number
+            "changes": rubric_diff(previous[v.number - 1], v.definition)
+            if v.number - 1 in previous
             else None,
         }
-        for v in versions
+        for v in page
     ]
     criteria = [
         {**criterion, "summary": criterion_summary(criterion)}
@@ -764,6 +767,9 @@ def rubric_detail(request: HttpRequest, pk: int, rubric_id: int) -> HttpResponse
             "shown": shown,
             "criteria": criteria,
             "history": history,
+            "page": page,
+            "history_query": f"version={shown.number}" if shown != latest else "",
+            "latest": latest,
             "compare": _compare(request, rubric.versions.all(), rubric_diff),
             "definition_json": json.dumps(shown.definition),
             "can_edit": request.actor.can("rubric.edit"),
