@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -67,30 +67,34 @@ def _replay(record: IdempotencyKey) -> HttpResponse:
     return response
 
 
+# One round trip, no savepoint: the INSERT waits on the unique index while another transaction holds
+# the same key, then inserts (that one rolled back) or does nothing (it committed).
+_INSERT_SQL = """
+INSERT INTO api_idempotencykey
+    (organization_id, credential, key, fingerprint, method, path, response_body, response_headers, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, '', '{}', %s)
+ON CONFLICT (organization_id, credential, key) DO NOTHING
+RETURNING id
+"""
+
+
 def _claim(*, actor: Actor, credential: str, key: str, fingerprint: str, request) -> IdempotencyKey | None:
     """Insert the key's row, or return the committed row of an earlier request with that key."""
+    values = [actor.organization.pk, credential, key, fingerprint, request.method, request.path[:500]]
     for _ in range(3):
-        try:
-            with transaction.atomic():
-                IdempotencyKey.objects.create(
-                    organization=actor.organization,
-                    credential=credential,
-                    key=key,
-                    fingerprint=fingerprint,
-                    method=request.method,
-                    path=request.path[:500],
-                )
-            return None
-        except IntegrityError:
-            existing = IdempotencyKey.objects.filter(
-                organization=actor.organization, credential=credential, key=key
-            ).first()
-            if existing is None:
-                continue  # its request rolled back between our INSERT and SELECT: try again
-            if existing.created_at < timezone.now() - KEY_TTL:
-                IdempotencyKey.objects.filter(pk=existing.pk).delete()
-                continue
-            return existing
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_SQL, [*values, timezone.now()])
+            if cursor.fetchone() is not None:
+                return None
+        existing = IdempotencyKey.objects.filter(
+            organization=actor.organization, credential=credential, key=key
+        ).first()
+        if existing is None:
+            continue  # its request rolled back between our INSERT and SELECT: try again
+        if existing.created_at < timezone.now() - KEY_TTL:
+            IdempotencyKey.objects.filter(pk=existing.pk).delete()
+            continue
+        return existing
     raise Conflict(f"The {HEADER} {key!r} is being used by another request; retry shortly.")
 
 

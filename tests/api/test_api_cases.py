@@ -195,3 +195,24 @@ def test_a_reader_cannot_create_cases(admin, claims):
         403,
         "permission_denied",
     )
+
+
+def test_when_deciding_in_the_request_fails_the_case_stays_queued_for_the_workers(api, claims, monkeypatch):
+    from workflows.services import runs
+
+    def broken(**kwargs):
+        raise RuntimeError("the model is on fire")
+
+    monkeypatch.setattr(runs, "run_policy", broken)
+    workflow, _ = claims
+    response = api.post(
+        "/api/v1/cases?decide=sync",
+        {"workflow": workflow.pk, "fields": live_case_fields(workflow)[0]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="on-fire",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["decision"] is None
+    assert Case.objects.get(pk=body["id"]).status == CaseStatus.QUEUED
+    assert AuditEvent.objects.filter(verb="case.created", subject_id=str(body["id"])).count() == 1

@@ -103,8 +103,9 @@ def decide_now(case: Case) -> Decision | None:
     queued on commit then finds the case decided and does nothing. Should deciding fail here, the
     case stays queued for the workers."""
     try:
-        with transaction.atomic():
-            return case_decide(case_id=case.pk)
+        # case_decide is atomic: inside this request's transaction it is a savepoint, rolled back
+        # alone when it fails, so the case is kept.
+        return case_decide(case_id=case.pk)
     except Exception:
         logger.exception("deciding case %s in the request failed; it stays queued for the workers", case.pk)
         return None
