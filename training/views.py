@@ -16,9 +16,11 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from caseloop import formatting
 from caseloop.accounts.decorators import role_required
 from caseloop.charts import Bar, Series, bar_chart, line_chart
 from training import selectors
@@ -79,13 +81,22 @@ def _version(request, version_id: int) -> PolicyVersion:
 @require_GET
 def job_list(request):
     per_page = _per_page(request)
-    page = Paginator(selectors.training_job_list(actor=request.actor), per_page).get_page(
+    page = Paginator(selectors.training_job_rows(actor=request.actor), per_page).get_page(
         request.GET.get("page")
     )
     jobs = list(page.object_list)
+    now = timezone.now()
     context = {
         "page": page,
         "jobs": jobs,
+        "rows": [
+            {
+                "job": job,
+                "percent": round(job.progress * 100),
+                "launched": f"{formatting.duration(now - job.created_at)} ago",
+            }
+            for job in jobs
+        ],
         "active": any(job.status in selectors.ACTIVE_JOB_STATUSES for job in jobs),
         "per_page": per_page,
         "per_page_choices": PER_PAGE_CHOICES,
@@ -188,7 +199,7 @@ def job_detail(request, job_id: int):
     }
     if _is_fragment(request):
         return render(request, "training/_job_live.html", context)
-    context["config"] = sorted((job.config.get("ppo") or {}).items())
+    context["config"] = sorted((job.config.get("ppo") or job.config.get("lm") or {}).items())
     return render(request, "training/job_detail.html", context)
 
 

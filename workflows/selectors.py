@@ -371,7 +371,11 @@ def review_queue_page(
     now: datetime | None = None,
 ) -> tuple[Page, list[ReviewQueueItem]]:
     """One page of the review queue (same order as :func:`review_queue`) and its items."""
-    paginator = Paginator(pending_reviews(actor=actor, workflow=workflow), per_page)
+    # The queue shows neither the explanation nor the case's fields: not decoded for every row.
+    rows = pending_reviews(actor=actor, workflow=workflow).defer(
+        "explanation", "routing", "case__fields", "case__expected", "case__workflow__description"
+    )
+    paginator = Paginator(rows, per_page)
     page_ = paginator.get_page(page)
     return page_, _review_queue_items(page_.object_list, now or timezone.now())
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.db.models import QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from caseloop.accounts.models import Organization
@@ -359,12 +360,21 @@ def audit_event_page(
     before: int | None = None,
     after: int | None = None,
     size: int = 50,
+    with_payload: bool = True,
 ) -> AuditPage:
     """One page of the organisation's events matching ``filters``, newest first: the newest ones,
     or those just older than sequence ``before``, or just newer than sequence ``after``. Three
-    queries whatever the page size or depth. Needs ``audit.view``."""
+    queries whatever the page size or depth. Needs ``audit.view``.
+
+    Each event carries ``summary``: its payload's explanation (or reason), as text. With
+    ``with_payload=False`` the payload itself is left unread (``audit_event_get`` reads one), which
+    spares decoding every step's tool results and probabilities for a list."""
     size = max(1, min(size, MAX_PAGE_SIZE))
-    events = _filtered(actor, filters)
+    events = _filtered(actor, filters).annotate(
+        summary=Coalesce(KeyTextTransform("explanation", "payload"), KeyTextTransform("reason", "payload"))
+    )
+    if not with_payload:
+        events = events.defer("payload")
     if after is not None:
         rows = list(events.filter(sequence__gt=after).order_by("sequence")[: size + 1])
         more_newer = len(rows) > size
@@ -381,6 +391,12 @@ def audit_event_page(
         newer=page[0].sequence if page and more_newer else None,
         older=page[-1].sequence if page and more_older else None,
     )
+
+
+def audit_event_get(*, actor: Actor, sequence: int) -> AuditEvent | None:
+    """The event at ``sequence`` in the actor's organisation's chain, or None. Needs ``audit.view``."""
+    require(actor, "audit.view")
+    return AuditEvent.objects.filter(organization=actor.organization, sequence=sequence).first()
 
 
 def audit_recent_values(*, actor: Actor, field: str, window: int = 2000) -> list[str]:

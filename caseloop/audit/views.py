@@ -11,9 +11,9 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date
 
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
@@ -24,6 +24,7 @@ from caseloop.accounts.decorators import role_required
 from caseloop.audit.export import EVENT_FIELDS
 from caseloop.audit.selectors import (
     AuditFilters,
+    audit_event_get,
     audit_event_page,
     audit_export_lines,
     audit_recent_values,
@@ -91,19 +92,25 @@ def event_list(request):
     per_page = _int(get.get("per_page"), "per_page", errors) or 50
     if per_page not in PER_PAGE_CHOICES:
         per_page = 50
-    page = audit_event_page(actor=request.actor, filters=filters, before=before, after=after, size=per_page)
+    page = audit_event_page(
+        actor=request.actor, filters=filters, before=before, after=after, size=per_page, with_payload=False
+    )
+    # Rows are plain strings made here: a trail page can hold 200 events, and template filters
+    # (dates, truncation, url-encoding) per cell cost more than the queries.
     rows = []
     for event in page.events:
-        payload = event.payload if isinstance(event.payload, dict) else {"value": event.payload}
+        text = event.summary or ""
         rows.append(
             {
                 "event": event,
-                "explanation": payload.get("explanation") or payload.get("reason") or "",
-                "payload": json.dumps(payload, indent=2, sort_keys=True, default=str),
+                "when": event.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "iso": event.created_at.isoformat(),
+                "explanation": text if len(text) <= 240 else text[:239] + "…",
                 "subject_url": _subject_url(event.subject_type, event.subject_id),
                 "subject_filter": urlencode(
                     {"subject_type": event.subject_type, "subject_id": event.subject_id}
                 ),
+                "verb_filter": urlencode({"verb": event.verb}),
             }
         )
     kept = {
@@ -126,6 +133,7 @@ def event_list(request):
         "audit/event_list.html",
         {
             "rows": rows,
+            "events_base": reverse("audit-event-detail", args=[0])[: -len("0/")],
             "page": page,
             "filters": filters,
             "form": kept,
@@ -140,6 +148,24 @@ def event_list(request):
         },
         status=400 if errors else 200,
     )
+
+
+@role_required("audit.view")
+@require_GET
+def event_detail(request, sequence: int):
+    """One event of the organisation's chain: every field, the payload and both hashes. htmx asks for
+    the ``fragment`` when a row of the list is opened."""
+    event = audit_event_get(actor=request.actor, sequence=sequence)
+    if event is None:
+        raise Http404("No event with that sequence number in this organisation's trail.")
+    context = {
+        "event": event,
+        "payload": json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False, default=str),
+        "subject_url": _subject_url(event.subject_type, event.subject_id),
+    }
+    if request.GET.get("fragment") == "1":
+        return render(request, "audit/_event_fields.html", context)
+    return render(request, "audit/event_detail.html", context)
 
 
 @role_required("audit.view")
@@ -225,6 +251,7 @@ def export_csv(request):
 
 urlpatterns = [
     path("", event_list, name="audit-event-list"),
+    path("events/<int:sequence>/", event_detail, name="audit-event-detail"),
     path("verify/", verify, name="audit-verify"),
     path("export.jsonl", export_jsonl, name="audit-export-jsonl"),
     path("export.csv", export_csv, name="audit-export-csv"),

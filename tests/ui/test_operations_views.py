@@ -305,6 +305,13 @@ def test_launch_form_shows_defaults_and_refuses_bad_settings_on_their_field(clie
     assert "ppo_minibatches" in response.context["form"].errors
     response = client.post("/training/new/", launch_form(org, ppo_learning_rate="fast"))
     assert "ppo_learning_rate" in response.context["form"].errors
+    response = client.post("/training/new/", launch_form(org, algorithm="lm", lm_settings="{not json"))
+    assert "Not valid JSON" in response.context["form"].errors["lm_settings"][0]
+    response = client.post(
+        "/training/new/", launch_form(org, algorithm="lm", lm_settings='{"grpo": {"learning_rate": -1}}')
+    )
+    assert response.status_code == 400
+    assert "grpo.learning_rate: " in response.context["form"].errors["lm_settings"][0]
     assert not TrainingJob.objects.exists()
 
 
@@ -394,6 +401,8 @@ def test_a_running_job_polls_and_the_job_list_query_count_does_not_grow(client, 
     assert b'hx-trigger="every 2s"' in small_page  # the running job is on the first page
     detail = client.get(f"/training/jobs/{job.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in detail and "1500/3000" in detail and 'aria-valuenow="50"' in detail
+    dashboard = client.get("/").content.decode()
+    assert f'href="/training/jobs/{job.pk}/"' in dashboard and "Recent training jobs" in dashboard
 
 
 # --------------------------------------------------------------------------- audit

@@ -18,6 +18,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from caseloop import formatting
 from caseloop.accounts.decorators import role_required
 from caseloop.accounts.models import Role
 from workflows import selectors
@@ -60,20 +61,37 @@ def _decision(request, decision_id: int) -> Decision:
 def review_queue(request):
     actor = request.actor
     per_page = _per_page(request)
-    page, items = selectors.review_queue_page(actor=actor, page=request.GET.get("page"), per_page=per_page)
     now = timezone.now()
+    page, items = selectors.review_queue_page(
+        actor=actor, page=request.GET.get("page"), per_page=per_page, now=now
+    )
     held = (
         selectors.pending_reviews(actor=actor)
         .filter(claimed_by=actor.user, claim_expires_at__gt=now)
         .values_list("pk", flat=True)
         .first()
     )
+    rows = []
+    for item in items:
+        decision = item.decision
+        outcome = decision.outcome or {"decision": decision.name, "arguments": decision.arguments}
+        rows.append(
+            {
+                "item": item,
+                "decision": decision,
+                "proposed": outcome.get("decision", decision.name),
+                "arguments": formatting.arguments(outcome.get("arguments")),
+                "waiting": formatting.duration(item.age),
+                "due": formatting.duration(now - item.due_at if item.overdue else item.due_at - now),
+                "mine": item.claimed_by_id == actor.user.pk,
+            }
+        )
     return render(
         request,
         "reviews/queue.html",
         {
             "page": page,
-            "items": items,
+            "rows": rows,
             "per_page": per_page,
             "per_page_choices": PER_PAGE_CHOICES,
             "query": f"per_page={per_page}",
