@@ -270,6 +270,15 @@ LOGGING = {
 }
 LOGGING_CONFIG = "caseloop.observability.configure_logging"  # dictConfig, and warnings as log lines
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # workers log through LOGGING above, in the same format
+# A task taken by a worker that died (acks_late) goes back to its queue after this many seconds.
+# Keep it above the longest decision (300 s limit); a training task redelivered early finds its job
+# claimed and stops (training jobs resume through beat's heartbeat check instead).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
+}
+# Persistent database connections are checked before a request or task reuses them, so a restarted
+# PostgreSQL costs no request an error on a connection that died with it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # Prometheus metrics (caseloop/metrics.py) at /metrics: latency of every request (the middleware runs
 # right inside RequestIdMiddleware); with METRICS_TOKEN set, scrapers send it as a bearer token.
