@@ -132,6 +132,9 @@ def _environment(args: argparse.Namespace, artifacts: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "API_RATE_LIMIT": "100000000/min",  # the bench measures the API, not its limit
         "LOG_LEVEL": "WARNING",
+        # One intra-op thread per process: for these small nets more threads only contend for the
+        # cores with the other workers (a 64-unit MLP's backward pass took 25x longer with two).
+        "OMP_NUM_THREADS": "1",
         "SECURE_SSL_REDIRECT": "0",  # plain HTTP on the loopback: TLS ends at a proxy in production
         "ARTIFACT_DIR": artifacts,
         "DJANGO_SETTINGS_MODULE": "caseloop.settings",
