@@ -183,7 +183,7 @@ class ArgumentForm(FieldItemForm):
         return not (self.cleaned_data.get("name") or "").strip()
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or {}
         if not data.get("delete") and not (data.get("name") or "").strip():
             filled = [key for key in ("minimum", "maximum", "max_length") if data.get(key) is not None]
             if filled or (data.get("choices") or "").strip() or (data.get("description") or "").strip():
@@ -473,7 +473,7 @@ class CriterionItemForm(ItemForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or {}
         kind = data.get("kind")
         # Inputs of the other kinds are hidden and ignored: so are their errors.
         for other, params in CRITERION_PARAMS.items():
@@ -495,7 +495,7 @@ class CriterionItemForm(ItemForm):
         for name in CRITERION_PARAMS[kind]:
             value = data.get(self.param_name(kind, name))
             if name == "terms":
-                value = lines(value)
+                value = lines(value or "")
             elif name in ("absolute", "relative"):
                 value = _number(value)
             if value in (None, "", []) and name != "before_decision":
@@ -661,7 +661,7 @@ class TableUploadForm(Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or {}
         upload = data.get("file")
         if upload is not None:
             try:
@@ -697,7 +697,7 @@ class CaseImportForm(Form):
         self.fields["workflow"].choices = [(w.pk, w.name) for w in workflows]  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or {}
         upload = data.get("file")
         fmt = data.get("format")
         if upload is not None:
@@ -744,7 +744,7 @@ class CaseGenerateForm(Form):
         return {name: self.cleaned_data[name] for name in ("train", "validation", "test")}
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data: dict[str, Any] = super().clean() or {}
         shares = [data.get(name) for name in ("train", "validation", "test")]
         if all(share is not None for share in shares) and sum(shares) <= 0:  # type: ignore[arg-type]
             self.add_error("train", "At least one split needs a positive share.")

@@ -160,7 +160,9 @@ class Case(models.Model):
             models.Index(fields=["organization", "status"], name="case_org_status"),
             # The case list: newest first, whole organisation or one workflow (see selectors_expert).
             models.Index(fields=["organization", "-created_at", "-id"], name="case_org_newest"),
-            models.Index(fields=["organization", "workflow", "-created_at", "-id"], name="case_org_wf_newest"),
+            models.Index(
+                fields=["organization", "workflow", "-created_at", "-id"], name="case_org_wf_newest"
+            ),
         ]
 
     def __str__(self) -> str:

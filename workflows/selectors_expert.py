@@ -88,7 +88,9 @@ def workflow_rubrics(*, actor: Actor, workflow: Workflow) -> list[Rubric]:
     """The workflow's rubrics, each with ``latest`` (its newest version) and ``n_versions``."""
     require(actor, "workflow.view")
     require_same_org(actor, workflow)
-    rubrics = list(workflow.rubrics.annotate(n_versions=Count("versions")).order_by("name", "id"))
+    rubrics: list[Rubric] = list(
+        workflow.rubrics.annotate(n_versions=Count("versions")).order_by("name", "id")
+    )
     latest: dict[int, RubricVersion] = {}
     for version in RubricVersion.objects.filter(rubric__in=rubrics).order_by("rubric_id", "-number"):
         latest.setdefault(version.rubric_id, version)

@@ -41,6 +41,7 @@ from workflows.forms import (
     CriterionItemForm,
     DecisionItemForm,
     FieldItemForm,
+    ItemForm,
     RubricCreateForm,
     RubricSettingsForm,
     SpecSettingsForm,
@@ -95,7 +96,7 @@ def strip_prefix(errors: dict[str, list[str]], prefix: str) -> dict[str, list[st
 
 def line_errors(errors: dict[str, list[str]]) -> list[tuple[str, str, str]]:
     """``{"line 4: fields.x": [...]}`` → sorted (line, field, message) rows for a per-line report."""
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for key, messages_ in errors.items():
         match = re.match(r"^line (\d+)(?::\s*(.*))?$", key)
         line, where = (match[1], match[2] or "") if match else ("", key)
@@ -235,6 +236,11 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
 # --------------------------------------------------------------------------- the spec editor
 
 
+SECTION_FORMS: dict[str, type[ItemForm]] = {
+    "case_fields": FieldItemForm,
+    "tools": ToolItemForm,
+    "decisions": DecisionItemForm,
+}
 SPEC_SECTIONS: dict[str, tuple[str, str]] = {
     "case_fields": ("Case fields", "field"),
     "tools": ("Tools", "tool"),
@@ -303,13 +309,11 @@ def _spec_section_form(
     filled from ``item``."""
     initial = None
     if data is None and item is not None:
-        initial = {"case_fields": FieldItemForm, "tools": ToolItemForm, "decisions": DecisionItemForm}[
-            key
-        ].initial_from(item)
+        initial = SECTION_FORMS[key].initial_from(item)
     if key == "tools":
-        names = [t.get("name") for t in draft.get("tools", []) if isinstance(t, dict) and t.get("name")]
+        names = [str(t["name"]) for t in draft.get("tools") or [] if isinstance(t, dict) and t.get("name")]
         fields_ = [
-            f.get("name") for f in draft.get("case_fields", []) if isinstance(f, dict) and f.get("name")
+            str(f["name"]) for f in draft.get("case_fields") or [] if isinstance(f, dict) and f.get("name")
         ]
         return ToolItemForm(data, initial=initial, prefix=key, tool_names=names, field_names=fields_), None
     if key == "decisions":
@@ -407,7 +411,8 @@ def _spec_editor_context(
     by_item, general = problems_by_item(problems)
     sections = []
     for key, (label, noun) in SPEC_SECTIONS.items():
-        items = draft.get(key) if isinstance(draft.get(key), list) else []
+        raw = draft.get(key)
+        items = raw if isinstance(raw, list) else []
         section = Section(key=key, label=label, noun=noun)
         for index, item in enumerate(items):
             item = item if isinstance(item, dict) else {"name": repr(item)}
@@ -421,8 +426,8 @@ def _spec_editor_context(
             )
         bound = result.bound.get(key)
         if bound is not None:
-            form, arguments, index = bound
-            item_problems = by_item.get(f"{key}:{index}", []) if index is not None else []
+            form, arguments, at = bound
+            item_problems = by_item.get(f"{key}:{at}", []) if at is not None else []
             if form.is_bound and form.is_valid() and (arguments is None or arguments.is_valid()):
                 if not item_problems:
                     bound = None  # applied cleanly: show a fresh "add" form
@@ -821,12 +826,14 @@ def _apply_rubric_op(request: HttpRequest, draft: dict[str, Any], spec: Workflow
         draft["criteria"] = move(criteria, index, -1 if verb == "up" else 1)
         result.status = "Order changed."
     elif verb == "settings":
-        form = RubricSettingsForm(request.POST, prefix="settings", tool_names=spec.tool_names if spec else ())
-        if form.is_valid():
-            result.draft = form.apply(draft)
+        settings_form = RubricSettingsForm(
+            request.POST, prefix="settings", tool_names=spec.tool_names if spec else ()
+        )
+        if settings_form.is_valid():
+            result.draft = settings_form.apply(draft)
             result.status = "Step cost and shaping applied."
         else:
-            result.settings_form = form
+            result.settings_form = settings_form
             result.status = "The step cost or shaping was not applied."
     elif verb == "json":
         text = request.POST.get("json-rubric", "")
@@ -864,7 +871,8 @@ def _rubric_editor_context(
     problems.update(result.save_errors)
     by_item, general = problems_by_item(problems)
     rows = []
-    criteria = draft.get("criteria") if isinstance(draft.get("criteria"), list) else []
+    raw = draft.get("criteria")
+    criteria = raw if isinstance(raw, list) else []
     for index, item in enumerate(criteria):
         item = item if isinstance(item, dict) else {"name": repr(item)}
         rows.append(
