@@ -63,7 +63,10 @@ def test_search_finds_a_case_by_id_reference_or_field_words(client, org):
     _, workflow, members = org
     client.force_login(members[Role.REVIEWER])
     case = Case.objects.filter(workflow=workflow).order_by("id")[3]
-    assert case.pk in _ids(client.get(f"/cases/?q={case.pk}"))
+    by_id = client.get(f"/cases/?q={case.pk}")
+    assert case.pk in _ids(by_id)
+    assert by_id.context["exact"] == case
+    assert "has this id" in by_id.content.decode()
     assert _ids(client.get(f"/cases/?q={case.external_id.lower()}")) == [case.pk]
     prefix = case.external_id[:-2]
     found = _ids(client.get(f"/cases/?q={prefix}&size=100"))
@@ -89,6 +92,7 @@ def test_the_list_shows_only_the_organisations_cases(client, org):
     assert client.get(f"/cases/?workflow={workflow.pk}").context["rows"] == []
     case = Case.objects.filter(workflow=workflow).first()
     assert client.get(f"/cases/{case.pk}/").status_code == 404
+    assert client.get(f"/cases/?q={case.pk}").context["exact"] is None
 
 
 def test_pages_follow_one_another_without_counting(client, org):

@@ -45,12 +45,19 @@ def case_list(request: HttpRequest) -> HttpResponse:
         actor=actor, filters=filters, number=_page_number(request.GET.get("page", "")), size=size
     )
     kept = {key: value for key, value in request.GET.items() if key != "page" and value}
+    # A number may be a case id: point at that case whatever else the search finds.
+    exact = None
+    if filters.q.isdigit() and len(filters.q) < 19:
+        exact = (
+            selectors_expert.case_search(actor=actor, filters=CaseFilters()).filter(pk=int(filters.q)).first()
+        )
     return render(
         request,
         "workflows/case_list.html",
         {
             "page": page,
             "rows": rows,
+            "exact": exact,
             "filters": filters,
             "size": size,
             "sizes": PAGE_SIZES,
