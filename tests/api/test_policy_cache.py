@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 
 import pytest
+from django.db import connection
 
 from tests.factories import make_claims_workflow
 from training import loading
@@ -57,7 +58,14 @@ def test_each_thread_gets_its_own_policy_object(trained):
     version, spec = trained
     mine = policy_load(version, spec)
     theirs = []
-    thread = threading.Thread(target=lambda: theirs.append(policy_load(version, spec)))
+
+    def load_in_thread():
+        try:
+            theirs.append(policy_load(version, spec))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=load_in_thread)
     thread.start()
     thread.join()
     assert theirs[0] is not mine and type(theirs[0]) is type(mine)
