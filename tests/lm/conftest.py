@@ -31,7 +31,7 @@ TINY_MODEL = {
     "max_length": 1024,
     "tokenizer_cases": 64,
 }
-TINY_SFT = {"steps": 80, "batch_size": 8, "learning_rate": 5e-3, "warmup_steps": 5}
+TINY_SFT = {"steps": 120, "batch_size": 8, "learning_rate": 5e-3, "warmup_steps": 5}
 
 
 def require(module: str) -> Any:

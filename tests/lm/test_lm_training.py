@@ -106,7 +106,7 @@ def test_the_checkpoint_describes_itself_and_is_verified(sft_run, lm_world, tmp_
     checkpoint = read_lm_checkpoint(sft_run.checkpoint)
     metadata = checkpoint.metadata
     assert metadata["kind"] == "caseloop.training.rl.lm" and metadata["phase"] == "sft"
-    assert metadata["step"] == sft_run.steps == 80 and metadata["spec_name"] == "claims"
+    assert metadata["step"] == sft_run.steps == 120 and metadata["spec_name"] == "claims"
     assert metadata["stop_token_ids"] == sft_run.bundle.stop_token_ids
     assert metadata["config"]["model"]["hidden_size"] == TINY_MODEL["hidden_size"]
     assert {"config.json", "model.safetensors", "tokenizer.json", "trainer/optimizer.pt"} <= set(
@@ -268,3 +268,53 @@ def test_training_stops_cleanly_and_resumes_exactly_where_it_stopped(lm_world, t
     assert untimed(second.history[0]) == pytest.approx(untimed(whole.history[-1]), rel=1e-4, abs=1e-6)
     for a, b in zip(second.bundle.model.parameters(), whole.bundle.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_grpo_update_makes_better_than_average_episodes_more_likely(sft_run, lm_world):
+    """The direction of learning: after one update on a group, the episodes with a positive
+    advantage gained log-probability relative to those with a negative one."""
+    from training.rl.lm.engines import sequence_logprobs
+
+    bundle = sft_run.bundle
+    model = copy.deepcopy(bundle.model)
+    pad = bundle.tokenizer.pad_token_id
+    engine = TorchEngine(model, stop_token_ids=bundle.stop_token_ids, pad_token_id=pad)
+    case = lm_world.train_cases[1]
+    episodes = run_episodes(
+        engine,
+        TokenCodec.from_bundle(bundle),
+        lm_world.env_factory,
+        [case] * 8,
+        max_new_tokens=192,
+        temperature=2.0,
+        seed=7,
+        max_length=1024,
+    )
+    rewards = torch.tensor([e.reward for e in episodes])
+    advantages, _ = group_advantages(rewards, group_size=8, scale=True)
+    assert (advantages > 0).any() and (advantages < 0).any(), rewards
+
+    def agent_logprob():
+        with torch.no_grad():
+            logp = sequence_logprobs(model, [e.token_ids for e in episodes], pad_token_id=pad)
+        return torch.stack(
+            [
+                (logp[i, : len(e.token_ids) - 1] * torch.tensor(e.agent_mask[1:], dtype=torch.float)).sum()
+                for i, e in enumerate(episodes)
+            ]
+        )
+
+    before = agent_logprob()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss, _ = grpo_loss(
+        model,
+        episodes,
+        advantages,
+        config=GRPOConfig(),
+        pad_token_id=pad,
+        total_agent_tokens=sum(sum(e.agent_mask[1:]) for e in episodes),
+    )
+    loss.backward()
+    optimizer.step()
+    gained = agent_logprob() - before
+    assert gained[advantages > 0].mean() > gained[advantages < 0].mean() + 1e-3, (gained, advantages)

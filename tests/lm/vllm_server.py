@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from training.rl.lm.client import serve_command
+from training.rl.lm.client import serve_command, serve_environment
 
 
 def free_port() -> int:
@@ -30,7 +30,7 @@ class VllmServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 300.0) -> None:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(Path.cwd()))
+        env = serve_environment({**os.environ, "OMP_NUM_THREADS": "1"})
         log = self.log_path.open("a")
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout

@@ -62,9 +62,7 @@ class JobConfig:
         return self.lm.total_steps if self.lm is not None else self.ppo.total_updates
 
     def to_dict(self) -> dict[str, Any]:
-        settings = (
-            {"lm": self.lm.to_dict()} if self.lm is not None else {"ppo": dataclasses.asdict(self.ppo)}
-        )
+        settings = {"lm": self.lm.to_dict()} if self.lm is not None else {"ppo": dataclasses.asdict(self.ppo)}
         return {
             "algorithm": self.algorithm,
             **settings,

@@ -17,7 +17,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from training.models import PolicyKind, PolicyVersion
 from training.rl.lm.checkpoint import LMCheckpointError, read_lm_checkpoint
-from training.rl.lm.client import DEFAULT_GPU_MEMORY_UTILIZATION, serve_command, served_model_name
+from training.rl.lm.client import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    SERVE_ENVIRONMENT,
+    serve_command,
+    serve_environment,
+    served_model_name,
+)
 
 
 class Command(BaseCommand):
@@ -67,7 +73,8 @@ class Command(BaseCommand):
             python=options["python"],
         )
         if options["print"]:
-            self.stdout.write("HF_HUB_OFFLINE=1 " + shlex.join(command))
+            settings = " ".join(f"{name}={value}" for name, value in SERVE_ENVIRONMENT.items())
+            self.stdout.write(f"{settings} {shlex.join(command)}")
             return
         address = f"http://{options['host']}:{options['port']}"
         self.stderr.write(
@@ -76,4 +83,4 @@ class Command(BaseCommand):
         )
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(command[0], command, {**os.environ, "HF_HUB_OFFLINE": "1"})  # noqa: S606 (fixed argv)
+        os.execve(command[0], command, serve_environment())  # noqa: S606 (a fixed argv, no shell)

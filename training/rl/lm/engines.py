@@ -198,6 +198,13 @@ class VllmEngine:
     ) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if os.environ.get("TORCHDYNAMO_DISABLE", "1") == "1":
+            # No torch.compile in vLLM (as the server runs, client.SERVE_ENVIRONMENT): on CPU its
+            # first call compiles for 10-20 s, for nothing at these model sizes. Process-wide:
+            # the trainer compiles nothing either.
+            import torch._dynamo
+
+            torch._dynamo.config.disable = True
         from vllm import LLM
 
         self.model_dir = Path(model_dir)
