@@ -58,6 +58,7 @@ class Phase:
     errors: int
     elapsed_s: float
     statuses: dict[int, int]
+    samples: list[str]  # the first few failed answers
 
     @property
     def throughput(self) -> float:
@@ -70,10 +71,14 @@ class Phase:
         return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
     def line(self) -> str:
-        return (
+        text = (
             f"{self.name:<28} {self.throughput:8.1f} req/s   p50 {self.percentile_ms(0.5):7.1f} ms   "
             f"p99 {self.percentile_ms(0.99):7.1f} ms   ({len(self.latencies_s)} ok, {self.errors} errors)"
         )
+        failed = {code: n for code, n in self.statuses.items() if not 200 <= code < 300}
+        if failed:
+            text += f"\n    failed answers by status (0: no answer): {failed}; first: {self.samples[:2]}"
+        return text
 
 
 def parse_args() -> argparse.Namespace:
@@ -283,6 +288,7 @@ def run_load(
     stop_at = start_at + seconds
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    samples: list[str] = []
     errors = 0
     lock = threading.Lock()
 
@@ -298,8 +304,12 @@ def run_load(
                 try:
                     response = request(client, i)
                     code = response.status_code
-                except httpx.HTTPError:
+                    if not 200 <= code < 300 and len(samples) < 5:
+                        samples.append(f"{code} {response.text[:300]}")
+                except httpx.HTTPError as exc:
                     code = 0
+                    if len(samples) < 5:
+                        samples.append(f"{type(exc).__name__}: {exc}")
                 ended = time.monotonic()
                 i += concurrency
                 with lock:
@@ -318,7 +328,7 @@ def run_load(
         thread.start()
     for thread in threads:
         thread.join()
-    return Phase(name, latencies, errors, seconds, statuses)
+    return Phase(name, latencies, errors, seconds, statuses, samples)
 
 
 def post_case(fields: list[dict], workflow: int, *, sync: bool, keys: bool):

@@ -207,7 +207,9 @@ def _case_decide(*, case_id: int) -> Decision | None:
     from workflows.selectors import production_policy_version
 
     case = (
-        Case.objects.select_for_update()
+        # of=("self",): lock the case row only. Locking the joined workflow row too deadlocked with
+        # concurrent case creation (its deferred foreign-key check) holding the audit chain's lock.
+        Case.objects.select_for_update(of=("self",))
         .select_related("workflow", "workflow_version__workflow")
         .filter(pk=case_id, status=CaseStatus.QUEUED)
         .first()
@@ -264,7 +266,7 @@ def case_wait_for_model(*, case_id: int, reason: str) -> bool:
     from workflows.selectors import production_policy_version
 
     case = (
-        Case.objects.select_for_update()
+        Case.objects.select_for_update(of=("self",))  # the case row only, as in _case_decide
         .select_related("organization", "workflow")
         .filter(pk=case_id, status=CaseStatus.QUEUED)
         .first()
