@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -192,7 +192,11 @@ def decision_reviews(*, actor: Actor, decision: Decision) -> QuerySet[Review]:
 
 
 def _reviewed(version: PolicyVersion) -> QuerySet[Decision]:
-    return Decision.objects.filter(policy_version=version).exclude(review_outcome="")
+    # Every reviewed decision has reviewed_at; saying so lets the (policy_version, reviewed_at) index
+    # serve "the last N reviewed" without reading the version's unreviewed decisions first.
+    return Decision.objects.filter(policy_version=version, reviewed_at__isnull=False).exclude(
+        review_outcome=""
+    )
 
 
 def policy_version_agreement(version: PolicyVersion, last_n: int | None = None) -> tuple[float, int]:
@@ -355,11 +359,12 @@ def review_negative_labels(*, workflow: Workflow) -> list[NegativeLabel]:
 
 
 # --------------------------------------------------------------------------- operations screens
-# The dashboard and the paginated review queue. Each read is a fixed number of grouped queries
-# over the organisation (per workflow at most one more), never one per row shown.
+# The dashboard and the paginated review queue. Each read is a fixed number of queries that touch
+# a bounded number of rows (indexes, samples of the latest), never one query per row shown.
 
 DASHBOARD_WORKFLOWS = 50  # workflows shown on the dashboard, by name
-DASHBOARD_WINDOW_DAYS = 30  # executed decisions and agreement curves look back this far
+DASHBOARD_WINDOW_DAYS = 30  # agreement curves look back this far
+DASHBOARD_EXECUTED_SAMPLE = 1000  # "executed without review" among each workflow's latest executed
 
 
 def review_queue_page(
@@ -370,14 +375,42 @@ def review_queue_page(
     workflow: Workflow | None = None,
     now: datetime | None = None,
 ) -> tuple[Page, list[ReviewQueueItem]]:
-    """One page of the review queue (same order as :func:`review_queue`) and its items."""
+    """One page of the review queue (same order as :func:`review_queue`) and its items.
+
+    Three queries whatever the page: the count and the page's ids come from the queue's partial
+    index alone, then only that page's rows are read with what they show (case, workflow, version,
+    claimer, approvals this round)."""
+    require(actor, "decision.view")
+    queue = Decision.objects.filter(organization=actor.organization, status=DecisionStatus.PENDING_REVIEW)
+    if workflow is not None:
+        require_same_org(actor, workflow)
+        queue = queue.filter(case__workflow=workflow)
+    ordered = queue.order_by("-risk_level", "review_requested_at", "id").values_list("pk", flat=True)
+    page_ = Paginator(ordered, per_page).get_page(page)
+    ids = list(page_.object_list)
     # The queue shows neither the explanation nor the case's fields: not decoded for every row.
-    rows = pending_reviews(actor=actor, workflow=workflow).defer(
-        "explanation", "routing", "case__fields", "case__expected", "case__workflow__description"
+    rows = (
+        pending_reviews(actor=actor, workflow=workflow)
+        .filter(pk__in=ids)
+        .defer("explanation", "routing", "case__fields", "case__expected", "case__workflow__description")
     )
-    paginator = Paginator(rows, per_page)
-    page_ = paginator.get_page(page)
-    return page_, _review_queue_items(page_.object_list, now or timezone.now())
+    by_id = {decision.pk: decision for decision in rows}
+    return page_, _review_queue_items([by_id[pk] for pk in ids if pk in by_id], now or timezone.now())
+
+
+def review_claim_held(*, actor: Actor, now: datetime | None = None) -> int | None:
+    """The id of the pending decision the actor holds an unexpired claim on, if any."""
+    require(actor, "decision.view")
+    return (
+        Decision.objects.filter(
+            organization=actor.organization,
+            status=DecisionStatus.PENDING_REVIEW,
+            claimed_by=actor.user,
+            claim_expires_at__gt=now or timezone.now(),
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 @dataclass(frozen=True)
@@ -385,13 +418,12 @@ class WorkflowToday:
     """One workflow on the dashboard."""
 
     workflow: Workflow
-    cases_by_split: dict[str, int]
     live_cases_today: int
     pending: int
     overdue: int
     oldest_pending_since: datetime | None
     service_level_hours: float
-    executed: int  # in the window
+    executed: int  # the latest executed decisions, at most DASHBOARD_EXECUTED_SAMPLE
     executed_without_review: int
     production: PolicyVersion | None
     agreement: float  # over the production version's last ``agreement_window`` reviewed decisions
@@ -408,15 +440,16 @@ class WorkflowToday:
 class DashboardOverview:
     now: datetime
     window_days: int
+    executed_sample: int
     workflows: list[WorkflowToday]
     more_workflows: bool
-    totals: dict[str, int]
     live_cases_today: int
     pending: int
     overdue: int
     oldest_pending_since: datetime | None
     executed: int
     executed_without_review: int
+    active_jobs: int
     recent_jobs: list[Any]  # training.TrainingJob
     recent_decisions: list[Decision]
 
@@ -435,7 +468,7 @@ def dashboard_overview(
     """What the dashboard shows for the actor's organisation: today's live cases, what waits for
     review and for how long, the share executed without review, agreement with reviewers, the
     production version of each workflow and the latest training jobs."""
-    from training.models import TrainingJob
+    from training.models import JobStatus, TrainingJob
 
     require(actor, "workflow.view")
     now = now or timezone.now()
@@ -447,51 +480,69 @@ def dashboard_overview(
     workflows = workflows[:DASHBOARD_WORKFLOWS]
     settings = {w.pk: review_settings_for(workflow=w) for w in workflows}
 
-    cases = Case.objects.filter(organization=organization)
-    by_split: dict[int, dict[str, int]] = {}
-    for workflow_id, split, n in (
-        cases.values_list("workflow_id", "split").annotate(n=Count("id")).order_by("workflow_id", "split")
-    ):
-        by_split.setdefault(workflow_id, {})[split] = n
     live_today = dict(
-        cases.filter(split="live", created_at__gte=day_start)
+        Case.objects.filter(organization=organization, split="live", created_at__gte=day_start)
         .values_list("workflow_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .order_by()
     )
+    # Decisions are grouped by policy version, whose workflow is known here: no join with the cases.
+    versions = list(
+        PolicyVersion.objects.filter(policy__organization=organization)
+        .select_related("policy")
+        .defer("config", "metrics")
+        .order_by("-promoted_at", "-id")
+    )
+    versions_of: dict[int, list[int]] = {}
+    production: dict[int, PolicyVersion] = {}
+    for version in versions:
+        versions_of.setdefault(version.policy.workflow_id, []).append(version.pk)
+        if version.stage in PRODUCTION_STAGES:
+            production.setdefault(version.policy.workflow_id, version)
+    workflow_of = {pk: workflow_id for workflow_id, pks in versions_of.items() for pk in pks}
     decisions = Decision.objects.filter(organization=organization)
-    # Overdue depends on each workflow's service level: one OR of (workflow, cutoff) pairs.
+
+    # Waiting for review: the queue's partial index; overdue depends on each workflow's service level.
     overdue_filter = Q(pk__in=[])
     for workflow_id, settings_ in settings.items():
         cutoff = now - timedelta(hours=settings_.service_level_hours)
-        overdue_filter |= Q(case__workflow_id=workflow_id) & (
+        overdue_filter |= Q(policy_version_id__in=versions_of.get(workflow_id, [])) & (
             Q(review_requested_at__lt=cutoff) | Q(review_requested_at__isnull=True, created_at__lt=cutoff)
         )
-    pending = {
-        row["case__workflow_id"]: row
-        for row in decisions.filter(status=DecisionStatus.PENDING_REVIEW)
-        .values("case__workflow_id")
+    pending: dict[int | None, dict[str, Any]] = {}
+    for row in (
+        decisions.filter(status=DecisionStatus.PENDING_REVIEW)
+        .values("policy_version_id")
         .annotate(
-            n=Count("id"),
+            n=Count("*"),
             overdue=Count("id", filter=overdue_filter),
             oldest=Min(Coalesce("review_requested_at", "created_at")),
         )
         .order_by()
-    }
-    executed = {
-        row["case__workflow_id"]: row
-        for row in decisions.filter(status=DecisionStatus.EXECUTED, executed_at__gte=since)
-        .values("case__workflow_id")
-        .annotate(n=Count("id"), unreviewed=Count("id", filter=Q(review_outcome="")))
-        .order_by()
-    }
-    production: dict[int, PolicyVersion] = {}
-    for version in (
-        PolicyVersion.objects.filter(policy__organization=organization, stage__in=PRODUCTION_STAGES)
-        .select_related("policy")
-        .order_by("-promoted_at", "-id")
     ):
-        production.setdefault(version.policy.workflow_id, version)
+        into = pending.setdefault(
+            workflow_of.get(row["policy_version_id"]), {"n": 0, "overdue": 0, "oldest": None}
+        )
+        into["n"] += row["n"]
+        into["overdue"] += row["overdue"]
+        if row["oldest"] is not None and (into["oldest"] is None or row["oldest"] < into["oldest"]):
+            into["oldest"] = row["oldest"]
+
+    # Executed without review, among each workflow's latest executed decisions: a bounded sample read
+    # newest first along the primary key, never a count over the whole history.
+    executed: dict[int, dict[str, int]] = {}
+    for workflow in workflows:
+        ids = versions_of.get(workflow.pk)
+        if not ids:
+            continue
+        latest = (
+            decisions.filter(status=DecisionStatus.EXECUTED, policy_version_id__in=ids)
+            .order_by("-id")
+            .values("pk")[:DASHBOARD_EXECUTED_SAMPLE]
+        )
+        executed[workflow.pk] = Decision.objects.filter(pk__in=Subquery(latest)).aggregate(
+            n=Count("*"), unreviewed=Count("id", filter=Q(review_outcome=""))
+        )
 
     rows = []
     for workflow in workflows:
@@ -507,7 +558,6 @@ def dashboard_overview(
         rows.append(
             WorkflowToday(
                 workflow=workflow,
-                cases_by_split=by_split.get(workflow.pk, {}),
                 live_cases_today=live_today.get(workflow.pk, 0),
                 pending=waiting.get("n", 0),
                 overdue=waiting.get("overdue", 0),
@@ -522,38 +572,43 @@ def dashboard_overview(
                 agreement_series=series,
             )
         )
-    totals = decisions.aggregate(
-        total=Count("id"),
-        pending=Count("id", filter=Q(status=DecisionStatus.PENDING_REVIEW)),
-        executed=Count("id", filter=Q(status=DecisionStatus.EXECUTED)),
-    )
     oldest = [row["oldest"] for row in pending.values() if row["oldest"] is not None]
     jobs = (
         list(
             TrainingJob.objects.filter(organization=organization)
             .select_related("workflow", "policy", "result_version__policy")
+            .defer("config", "error", "result_version__config", "result_version__metrics")
             .order_by("-created_at", "-id")[:5]
         )
         if actor.can("training.view")
         else []
     )
     recent = (
-        list(decisions.select_related("case").order_by("-created_at", "-id")[:10])
+        list(
+            decisions.select_related("case")
+            .defer("explanation", "routing", "case__fields", "case__expected")
+            .order_by("-id")[:10]
+        )
         if actor.can("decision.view")
         else []
     )
     return DashboardOverview(
         now=now,
         window_days=window_days,
+        executed_sample=DASHBOARD_EXECUTED_SAMPLE,
         workflows=rows,
         more_workflows=more,
-        totals=totals,
         live_cases_today=sum(live_today.values()),
         pending=sum(row["n"] for row in pending.values()),
         overdue=sum(row["overdue"] for row in pending.values()),
         oldest_pending_since=min(oldest) if oldest else None,
         executed=sum(row["n"] for row in executed.values()),
         executed_without_review=sum(row["unreviewed"] for row in executed.values()),
+        active_jobs=TrainingJob.objects.filter(
+            organization=organization, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+        ).count()
+        if actor.can("training.view")
+        else 0,
         recent_jobs=jobs,
         recent_decisions=recent,
     )

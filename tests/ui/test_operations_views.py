@@ -480,11 +480,26 @@ def test_audit_list_pages_by_keyset_with_a_constant_number_of_queries(client, or
     assert [r["event"].sequence for r in newer["rows"]] == seen[35:60]
 
 
+def test_an_events_payload_and_hashes_open_on_its_own_page(client, org):
+    decide(org)
+    step = AuditEvent.objects.filter(verb="agent.decided").first()
+    login(client, org.auditor)
+    listing = client.get("/audit/").content.decode()
+    assert f'hx-get="/audit/events/{step.sequence}/?fragment=1"' in listing
+    assert step.hash not in listing  # the list leaves payloads and hashes to the event's page
+    page = client.get(f"/audit/events/{step.sequence}/").content.decode()
+    assert step.hash in page and step.prev_hash in page and "probabilities" in page
+    fragment = client.get(f"/audit/events/{step.sequence}/?fragment=1").content.decode()
+    assert "<html" not in fragment and step.hash in fragment
+    stranger = make_actor(role=Role.AUDITOR)
+    assert login(client, stranger).get(f"/audit/events/{step.sequence}/").status_code == 404
+
+
 @pytest.mark.parametrize("role", [Role.REVIEWER, Role.EXPERT])
 def test_audit_pages_are_for_auditors_and_admins(client, org, role):
     actor = {Role.REVIEWER: org.reviewer, Role.EXPERT: org.expert}[role]
     login(client, actor)
-    for url in ("/audit/", "/audit/export.jsonl", "/audit/export.csv"):
+    for url in ("/audit/", "/audit/events/1/", "/audit/export.jsonl", "/audit/export.csv"):
         assert client.get(url).status_code == 403
     assert client.post("/audit/verify/").status_code == 403
 

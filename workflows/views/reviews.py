@@ -65,12 +65,7 @@ def review_queue(request):
     page, items = selectors.review_queue_page(
         actor=actor, page=request.GET.get("page"), per_page=per_page, now=now
     )
-    held = (
-        selectors.pending_reviews(actor=actor)
-        .filter(claimed_by=actor.user, claim_expires_at__gt=now)
-        .values_list("pk", flat=True)
-        .first()
-    )
+    held = selectors.review_claim_held(actor=actor, now=now)
     rows = []
     for item in items:
         decision = item.decision
