@@ -364,11 +364,13 @@ class Caseloop:
         if csrf and method.upper() not in ("GET", "HEAD", "OPTIONS"):
             headers["X-CSRFToken"] = csrf
         clean = {k: v for k, v in (params or {}).items() if v is not None}
-        extra = {} if timeout is None else {"timeout": timeout}
+        read_timeout: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         attempt = 0
         while True:
             try:
-                response = self._http.request(method, url, json=json, params=clean, headers=headers, **extra)
+                response = self._http.request(
+                    method, url, json=json, params=clean, headers=headers, timeout=read_timeout
+                )
             except httpx.TransportError:
                 if attempt >= self.max_retries:
                     raise
@@ -593,7 +595,7 @@ class Caseloop:
         """Stream the organisation's audit trail (JSONL, ending with its chain head) into
         ``destination`` (a path or a binary file); returns the chain head it ends with."""
         own = isinstance(destination, (str, Path))
-        out: IO[bytes] = open(destination, "wb") if own else destination  # type: ignore[arg-type]  # noqa: SIM115
+        out: IO[bytes] = open(destination, "wb") if isinstance(destination, (str, Path)) else destination  # noqa: SIM115
         last = b""
         try:
             with self._http.stream("GET", "/api/v1/audit/export") as response:

@@ -70,8 +70,8 @@ class ApiView(APIView):
         self.headers = self.default_response_headers
         try:
             self.initial(request, *args, **kwargs)
-            method = request.method.lower()
-            handler = getattr(self, method, self.http_method_not_allowed)
+            method = (request.method or "").lower()
+            handler: Any = getattr(self, method, self.http_method_not_allowed)
             if method not in self.http_method_names:
                 handler = self.http_method_not_allowed
             if method == "post":

@@ -90,11 +90,12 @@ class CasesView(ApiView):
                 sync = True
                 decision = decide_now(case)
         if decision is not None:
-            case.status, case.production_decisions = CaseStatus.DECIDED, [decision]
+            case.status = CaseStatus.DECIDED
+            case.production_decisions = [decision]  # type: ignore[attr-defined]  # read by CaseSerializer
         elif sync:  # no production version yet, or it did not decide: read back where the case is
             case = selectors.with_decision(Case.objects.filter(pk=case.pk)).get()
         else:
-            case.production_decisions = []
+            case.production_decisions = []  # type: ignore[attr-defined]
         return created(CaseSerializer(case).data, f"/api/v1/cases/{case.pk}")
 
 
@@ -142,7 +143,7 @@ class CaseBulkView(ApiView):
                     for field, messages in django_validation_errors(exc).items():
                         errors[f"cases[{index}].{field}"] = messages
                     continue
-                case.production_decisions = []  # just created: not decided yet
+                case.production_decisions = []  # type: ignore[attr-defined]  # just created: not decided
                 cases.append(case)
             if errors:
                 raise serializers.ValidationError(errors)  # rolls back every case created above
