@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -17,6 +18,7 @@ from caseloop.audit.models import AuditChainHead
 from caseloop.audit.services import audit_record
 
 API_KEY_PREFIX = "cl_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_secret(secret: str) -> str:
@@ -143,5 +145,9 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
     key = ApiKey.objects.select_related("organization").filter(prefix=prefix, revoked_at__isnull=True).first()
     if key is None or not secrets.compare_digest(key.secret_hash, hash_secret(secret)):
         return None
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        # A minute's resolution is enough to see which keys are in use, and saves a write per request.
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
     return key

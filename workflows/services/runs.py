@@ -112,6 +112,14 @@ def run_policy(
     policy = policy or policy_load(policy_version, env.spec, live=live)
     trajectory = run_episode(env, policy, case.to_engine(), seed=seed)
     score = env.score
+    decision = trajectory.decision
+    # Computed before the first audit event: that event locks the organisation's chain head until
+    # commit, and the explanation (feature attributions of a neural policy) is the costly part.
+    explanation = (
+        decision_explanation(trajectory=trajectory, spec=env.spec, policy=policy, rubric=env.rubric)
+        if decision is not None
+        else None
+    )
     run = Run.objects.create(
         organization_id=case.organization_id,
         case=case,
@@ -168,7 +176,6 @@ def run_policy(
             },
         )
     Step.objects.bulk_create(steps)
-    decision = trajectory.decision
     if decision is not None:
         Decision.objects.create(
             organization_id=case.organization_id,
@@ -177,9 +184,7 @@ def run_policy(
             policy_version=policy_version,
             name=decision.name,
             arguments=decision.arguments,
-            explanation=decision_explanation(
-                trajectory=trajectory, spec=env.spec, policy=policy, rubric=env.rubric
-            ),
+            explanation=explanation,
             confidence=decision.confidence,
         )
     return run
