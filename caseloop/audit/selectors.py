@@ -401,6 +401,17 @@ def audit_event_page(
     )
 
 
+def audit_chain_length(*, actor: Actor) -> int:
+    """How many events the organisation's chain holds, from its head row (one primary-key read)."""
+    require(actor, "audit.view")
+    return (
+        AuditChainHead.objects.filter(organization=actor.organization)
+        .values_list("sequence", flat=True)
+        .first()
+        or 0
+    )
+
+
 def audit_event_get(*, actor: Actor, sequence: int) -> AuditEvent | None:
     """The event at ``sequence`` in the actor's organisation's chain, or None. Needs ``audit.view``."""
     require(actor, "audit.view")

@@ -24,6 +24,7 @@ from caseloop.accounts.decorators import role_required
 from caseloop.audit.export import EVENT_FIELDS
 from caseloop.audit.selectors import (
     AuditFilters,
+    audit_chain_length,
     audit_event_get,
     audit_event_page,
     audit_export_lines,
@@ -134,6 +135,7 @@ def event_list(request):
         {
             "rows": rows,
             "events_base": reverse("audit-event-detail", args=[0])[: -len("0/")],
+            "chain_length": audit_chain_length(actor=request.actor),
             "page": page,
             "filters": filters,
             "form": kept,

@@ -129,6 +129,10 @@ def test_admin_launches_training_watches_it_finish_reads_the_evaluation_and_prom
     page.get_by_test_id("version-stage").wait_for()
     assert page.get_by_test_id("version-stage").inner_text() == "Supervised"
     shot(page, "6-promoted")
+    page.get_by_role("link", name="Dashboard").click()
+    assert page.get_by_test_id("production-policy").inner_text() == "Claims PPO v1"
+    assert f'href="/training/jobs/{job.pk}/"' in page.content()
+    shot(page, "7-dashboard")
 
     assert PolicyVersion.objects.get(pk=version.pk).stage == Stage.SUPERVISED
     assert PolicyVersion.objects.get(pk=rules.pk).stage == Stage.RETIRED
