@@ -585,7 +585,8 @@ def dashboard_overview(
     )
     recent = (
         list(
-            decisions.select_related("case")
+            decisions.filter(case__split="live")  # not the decisions of evaluation runs
+            .select_related("case")
             .defer("explanation", "routing", "case__fields", "case__expected")
             .order_by("-id")[:10]
         )
