@@ -8,7 +8,7 @@ continuations (``generate`` on fixed prompts, a fixed number of new tokens). Rep
 tokens per second (the model's own tokens), episodes per second, and the ratio vLLM/torch. The
 vLLM engine's start-up time is reported apart and not counted.
 
-    /work/venv-lm/bin/python bench/lm_rollout.py [--episodes 64] [--sft-steps 100] [--threads 2]
+    /work/venv-lm/bin/python bench/lm_rollout.py [--episodes 64] [--sft-steps 100] [--threads 1]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--new-tokens", type=int, default=128, help="tokens per plain continuation")
     parser.add_argument("--sft-steps", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the torch engine")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the torch engine")
     args = parser.parse_args()
 
     import torch

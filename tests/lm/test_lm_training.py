@@ -318,3 +318,36 @@ def test_a_grpo_update_makes_better_than_average_episodes_more_likely(sft_run, l
     optimizer.step()
     gained = agent_logprob() - before
     assert gained[advantages > 0].mean() > gained[advantages < 0].mean() + 1e-3, (gained, advantages)
+
+
+def test_sharing_a_groups_prompt_changes_neither_logprobs_nor_gradients(sft_run, lm_world):
+    from training.rl.lm.engines import sequence_logprobs
+
+    bundle = sft_run.bundle
+    model = copy.deepcopy(bundle.model)
+    pad = bundle.tokenizer.pad_token_id
+    engine = TorchEngine(model, stop_token_ids=bundle.stop_token_ids, pad_token_id=pad)
+    episodes = run_episodes(
+        engine,
+        TokenCodec.from_bundle(bundle),
+        lm_world.env_factory,
+        [lm_world.train_cases[0]] * 3 + [lm_world.train_cases[4]] * 2,
+        max_new_tokens=64,
+        temperature=1.5,
+        seed=2,
+        max_length=1024,
+    )
+    sequences = [e.token_ids for e in episodes]
+    mask = torch.zeros(len(episodes), max(len(s) for s in sequences) - 1)
+    for row, episode in enumerate(episodes):
+        mask[row, : len(episode.agent_mask) - 1] = torch.tensor(episode.agent_mask[1:], dtype=torch.float)
+    grads = []
+    for prefixes in (None, [e.prompt_length for e in episodes]):
+        model.zero_grad()
+        logp = sequence_logprobs(model, sequences, pad_token_id=pad, prefix_lengths=prefixes)
+        (logp * mask).sum().backward()
+        grads.append(([p.grad.clone() for p in model.parameters()], (logp * mask).detach()))
+    (full_grads, full_logp), (shared_grads, shared_logp) = grads
+    assert torch.allclose(full_logp, shared_logp, atol=1e-5)
+    for a, b in zip(full_grads, shared_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

@@ -92,19 +92,11 @@ class TorchEngine:
         self.model.eval()
         try:
             batch = len(prompts)
-            width = max(len(p) for p in prompts)
-            input_ids_B_T = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
-            mask_B_T = torch.zeros((batch, width), dtype=torch.long)
-            for row, prompt in enumerate(prompts):
-                input_ids_B_T[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
-                mask_B_T[row, width - len(prompt) :] = 1
-            positions_B_T = (mask_B_T.cumsum(-1) - 1).clamp(min=0)
-            output = self.model(
-                input_ids=input_ids_B_T, attention_mask=mask_B_T, position_ids=positions_B_T, use_cache=True
+            # A group's episodes start from the same prompt: prefill each distinct prompt once and
+            # share its key/value cache (a saving TRL's generate does not make).
+            cache, logits_B_V, mask_B_T, next_position_B = prefill_shared(
+                self.model, prompts, pad_token_id=self.pad_token_id
             )
-            cache = output.past_key_values
-            logits_B_V = output.logits[:, -1].float()
-            next_position_B = positions_B_T[:, -1] + 1
             tokens: list[list[int]] = [[] for _ in range(batch)]
             logprobs: list[list[float]] = [[] for _ in range(batch)]
             finished_B = torch.zeros(batch, dtype=torch.bool)
@@ -159,6 +151,39 @@ class TorchEngine:
         return None
 
 
+def pad_left(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask, shape [B, T]: every row's last token in the last column."""
+    width = max(len(s) for s in sequences)
+    ids_B_T = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    mask_B_T = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids_B_T[row, width - len(seq) :] = torch.tensor(list(seq), dtype=torch.long)
+        mask_B_T[row, width - len(seq) :] = 1
+    return ids_B_T, mask_B_T
+
+
+def prefill_shared(
+    model: Any, prompts: Sequence[Sequence[int]], *, pad_token_id: int
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run each distinct prompt once (left-padded) and give every row its prompt's cache.
+
+    Returns the key/value cache (one row per prompt), the logits of each row's last prompt token
+    [B, V], the attention mask [B, T] and each row's next position [B]."""
+    distinct: dict[tuple[int, ...], int] = {}
+    rows = [distinct.setdefault(tuple(prompt), len(distinct)) for prompt in prompts]
+    ids_N_T, mask_N_T = pad_left(list(distinct), pad_token_id)
+    positions_N_T = (mask_N_T.cumsum(-1) - 1).clamp(min=0)
+    output = model(input_ids=ids_N_T, attention_mask=mask_N_T, position_ids=positions_N_T, use_cache=True)
+    cache = output.past_key_values
+    logits_N_V = output.logits[:, -1].float()
+    next_N = positions_N_T[:, -1] + 1
+    if len(distinct) == len(prompts) and rows == list(range(len(prompts))):
+        return cache, logits_N_V, mask_N_T, next_N
+    index_B = torch.tensor(rows, dtype=torch.long)
+    cache.reorder_cache(index_B)
+    return cache, logits_N_V[index_B], mask_N_T[index_B], next_N[index_B]
+
+
 def pad_right(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and attention mask, shape [B, T]."""
     width = max(len(s) for s in sequences)
@@ -170,13 +195,57 @@ def pad_right(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[to
     return ids_B_T, mask_B_T
 
 
-def sequence_logprobs(model: Any, sequences: Sequence[Sequence[int]], *, pad_token_id: int) -> torch.Tensor:
+def sequence_logprobs(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    *,
+    pad_token_id: int,
+    prefix_lengths: Sequence[int] | None = None,
+) -> torch.Tensor:
     """log p(token t | tokens < t) for t = 1..T-1 of each (right-padded) sequence: [B, T-1].
-    Differentiable when called with grad enabled (the training losses use it)."""
+    Differentiable when called with grad enabled (the training losses use it).
+
+    With ``prefix_lengths``, the first ``prefix_lengths[i]`` tokens of sequence ``i`` are a prompt
+    that sequences may share (a group's episodes all start from their case): each distinct prompt
+    runs once and its key/value cache is shared, gradients included, and only the rest of each
+    sequence runs per row. Log-probabilities inside the prompts (before the last prompt token's
+    prediction) come back as 0: callers score only the tokens after them."""
+    if prefix_lengths is not None:
+        return _shared_prefix_logprobs(model, sequences, prefix_lengths, pad_token_id)
     ids_B_T, mask_B_T = pad_right(sequences, pad_token_id)
     logits_B_T_V = model(input_ids=ids_B_T, attention_mask=mask_B_T, use_cache=False).logits
     logp_B_T_V = torch.log_softmax(logits_B_T_V[:, :-1].float(), dim=-1)
     return logp_B_T_V.gather(-1, ids_B_T[:, 1:, None]).squeeze(-1)
+
+
+def _shared_prefix_logprobs(
+    model: Any, sequences: Sequence[Sequence[int]], prefix_lengths: Sequence[int], pad_token_id: int
+) -> torch.Tensor:
+    lengths = [max(1, min(int(p), len(seq) - 1)) for p, seq in zip(prefix_lengths, sequences, strict=True)]
+    prompts = [list(seq[:p]) for seq, p in zip(sequences, lengths, strict=True)]
+    rests = [list(seq[p:]) for seq, p in zip(sequences, lengths, strict=True)]
+    cache, first_logits_B_V, prompt_mask_B_P, next_B = prefill_shared(
+        model, prompts, pad_token_id=pad_token_id
+    )
+    rest_ids_B_S, rest_mask_B_S = pad_right(rests, pad_token_id)
+    positions_B_S = next_B[:, None] + torch.arange(rest_ids_B_S.shape[1])[None, :]
+    output = model(
+        input_ids=rest_ids_B_S,
+        attention_mask=torch.cat([prompt_mask_B_P, rest_mask_B_S], dim=1),
+        position_ids=positions_B_S,
+        past_key_values=cache,
+        use_cache=True,
+    )
+    # Predictions of every token after the prompt: the prompt's last logits, then the rest's.
+    logits_B_S_V = torch.cat([first_logits_B_V[:, None], output.logits[:, :-1].float()], dim=1)
+    logp_B_S = torch.log_softmax(logits_B_S_V, dim=-1).gather(-1, rest_ids_B_S[:, :, None]).squeeze(-1)
+    width = max(len(seq) for seq in sequences) - 1
+    rows = []
+    for row, (seq, p) in enumerate(zip(sequences, lengths, strict=True)):
+        head = logp_B_S.new_zeros(p - 1)
+        tail = logp_B_S.new_zeros(width - (len(seq) - 1))
+        rows.append(torch.cat([head, logp_B_S[row, : len(seq) - p], tail]))
+    return torch.stack(rows)
 
 
 class VllmEngine:

@@ -102,7 +102,7 @@ def grpo_loss(
     ref_logp_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped GRPO objective of a microbatch, normalised by the step's agent-token count."""
-    logp_B_T = sequence_logprobs(model, [e.token_ids for e in episodes], pad_token_id=pad_token_id)
+    logp_B_T = _episode_logprobs(model, episodes, pad_token_id)
     mask_B_T = _target_mask(episodes, logp_B_T.shape[1]).float()
     old_B_T = logp_B_T.detach() if old_logp_B_T is None else old_logp_B_T
     ratio_B_T = torch.exp(logp_B_T - old_B_T)
@@ -128,12 +128,22 @@ def grpo_loss(
     return loss, stats
 
 
+def _episode_logprobs(model: torch.nn.Module, episodes: Sequence[Episode], pad_token_id: int) -> torch.Tensor:
+    """Token log-probabilities of the episodes; a group's shared opening prompt runs once."""
+    return sequence_logprobs(
+        model,
+        [e.token_ids for e in episodes],
+        pad_token_id=pad_token_id,
+        prefix_lengths=[e.prompt_length for e in episodes],
+    )
+
+
 @torch.no_grad()
 def _logprobs(model: torch.nn.Module, episodes: Sequence[Episode], pad_token_id: int) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
-        return sequence_logprobs(model, [e.token_ids for e in episodes], pad_token_id=pad_token_id)
+        return _episode_logprobs(model, episodes, pad_token_id)
     finally:
         model.train(was_training)
 

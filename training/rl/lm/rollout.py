@@ -125,6 +125,12 @@ class Episode:
         return self.tokens.agent_mask
 
     @property
+    def prompt_length(self) -> int:
+        """Tokens before the model's first: the case as the episode opened (shared by its group)."""
+        mask = self.tokens.agent_mask
+        return mask.index(True) if True in mask else len(mask) - 1
+
+    @property
     def score_total(self) -> float:
         return float(self.score.total) if self.score is not None else 0.0
 
