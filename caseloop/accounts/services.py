@@ -52,6 +52,10 @@ def membership_set(*, actor: Actor, user, role: str) -> Membership:
     require(actor, "members.manage")
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}; choose one of {', '.join(Role.values)}."})
+    members = Membership.objects.select_for_update()
+    current = members.filter(user=user, organization=actor.organization).first()
+    if current is not None and current.role == Role.ADMIN and role != Role.ADMIN:
+        _keep_an_admin(actor.organization, current, "role", "keeps the admin role: make another admin first")
     membership, created = Membership.objects.update_or_create(
         user=user, organization=actor.organization, defaults={"role": role}
     )
@@ -64,19 +68,25 @@ def membership_set(*, actor: Actor, user, role: str) -> Membership:
     return membership
 
 
+def _keep_an_admin(organization: Organization, membership: Membership, field: str, refusal: str) -> None:
+    """Refuse a change that would leave ``organization`` without an admin."""
+    others = (
+        Membership.objects.select_for_update()
+        .filter(organization=organization, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+    )
+    if not others.exists():
+        raise ValidationError({field: f"The last admin of an organisation {refusal}."})
+
+
 @transaction.atomic
 def membership_remove(*, actor: Actor, user) -> None:
     require(actor, "members.manage")
     membership = Membership.objects.filter(user=user, organization=actor.organization).first()
     if membership is None:
         raise ValidationError({"user": f"{user.get_username()} is not a member."})
-    if (
-        membership.role == Role.ADMIN
-        and not Membership.objects.filter(organization=actor.organization, role=Role.ADMIN)
-        .exclude(pk=membership.pk)
-        .exists()
-    ):
-        raise ValidationError({"user": "The last admin of an organisation cannot be removed."})
+    if membership.role == Role.ADMIN:
+        _keep_an_admin(actor.organization, membership, "user", "cannot be removed")
     audit_record(
         actor=actor, verb="membership.removed", subject=membership, payload={"user": user.get_username()}
     )

@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
 
-from caseloop.accounts.models import ApiKey, Role
+from caseloop.accounts.models import ApiKey, Membership, Role
 from caseloop.accounts.permissions import Actor, require, require_same_org
 from caseloop.accounts.services import (
     api_key_authenticate,
@@ -99,10 +99,19 @@ def test_objects_of_another_organisation_are_refused():
         api_key_revoke(actor=actor, key=key)
 
 
-def test_the_last_admin_cannot_be_removed():
+def test_the_last_admin_cannot_be_removed_or_demoted():
     actor = make_actor()
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as removed:
         membership_remove(actor=actor, user=actor.user)
+    assert "last admin" in str(removed.value.message_dict["user"])
+    with pytest.raises(ValidationError) as demoted:
+        membership_set(actor=actor, user=actor.user, role=Role.REVIEWER)
+    assert "last admin" in str(demoted.value.message_dict["role"])
+    assert Membership.objects.get(user=actor.user, organization=actor.organization).role == Role.ADMIN
+    # With a second admin, the first may step down.
+    second = make_member(actor.organization, Role.ADMIN)
+    assert membership_set(actor=actor, user=actor.user, role=Role.REVIEWER).role == Role.REVIEWER
+    assert Membership.objects.get(user=second, organization=actor.organization).role == Role.ADMIN
 
 
 def test_env_readers_fail_loudly_on_bad_values():
