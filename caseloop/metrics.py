@@ -74,6 +74,11 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class CaseloopCollector(Collector):
     """Figures read from Redis and PostgreSQL when Prometheus scrapes."""
 
+    def describe(self) -> list[Metric]:
+        # Without this the registry would call collect() when the collector is registered, at import
+        # time, querying the database before the process serves anything.
+        return []
+
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "caseloop_metrics_source_up",
