@@ -176,7 +176,7 @@ def test_several_gunicorn_workers_are_merged_through_the_multiprocess_directory(
                 status="200",
             )
         )
-    # Every scrape, whichever worker answers it, sees all requests (the readiness probe of the
-    # startup wait adds one or more /healthz requests before these 20).
-    assert len(set(counts)) == 1 and counts[0] >= 20, counts
+    # Every scrape, whichever worker answers it, sees the requests both workers served: all 20 (plus
+    # the startup wait's probes, one of which may finish late after a client-side timeout).
+    assert min(counts) >= 20 and max(counts) - min(counts) <= 2, counts
     assert len(list((tmp_path / "prometheus").glob("histogram_*.db"))) == 2  # one file per worker
