@@ -16,7 +16,7 @@ the mean training reward of the last steps, and the mean greedy reward on held-o
 N steps, for both, with the speed ratio. Target: ours at least 1.5x faster at equal reward.
 
     /work/venv-lm/bin/python bench/grpo_vs_trl.py [--steps 20] [--group 4] [--prompts 4] [--sft-steps 150]
-                                                  [--repeats 2]
+                                                  [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -188,8 +188,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument("--eval-cases", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each side (best is kept)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the start model")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="GRPO seeds, one run per side each"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -220,43 +222,47 @@ def main() -> None:
         print(f"start model: {args.sft_steps} SFT steps in {time.perf_counter() - started:.0f}s")
         start_reward = evaluate(load_bundle(checkpoint), world, held_out)
 
-        # Alternate the two, ``--repeats`` times, each from a fresh copy of the start model: the
-        # machine is shared, so the speed reported is each side's best (lowest) seconds per step;
-        # the runs are seeded, so every repeat learns the same (rewards are from the first).
-        ours: dict = {}
-        trl: dict = {}
-        for repeat in range(args.repeats):
-            ours_bundle = load_bundle(checkpoint)
-            result = run_ours(ours_bundle, world, args)
-            if repeat == 0:
-                ours = {**result, "eval_reward": evaluate(ours_bundle, world, held_out), "timings": []}
-            ours["timings"].append(result["seconds_per_step"])
-            trl_bundle = load_bundle(checkpoint)
-            result = run_trl(trl_bundle, world, args, str(Path(directory) / f"trl-{repeat}"))
-            if repeat == 0:
-                trl = {**result, "eval_reward": evaluate(trl_bundle, world, held_out), "timings": []}
-            trl["timings"].append(result["seconds_per_step"])
-        for side in (ours, trl):
-            side["seconds_per_step"] = min(side["timings"])
+        # For each GRPO seed, ours then TRL, each from a fresh copy of the same start model. The
+        # machine is shared, so speed is compared on the median seconds per step; reward on the
+        # mean over seeds, beside its spread (RL on 20 steps is noisy, one seed says little).
+        ours: dict = {"timings": [], "eval": [], "train": []}
+        trl: dict = {"timings": [], "eval": [], "train": []}
+        for seed in args.seeds:
+            run_args = argparse.Namespace(**{**vars(args), "seed": seed})
+            for side, runner in ((ours, run_ours), (trl, run_trl)):
+                bundle = load_bundle(checkpoint)
+                if runner is run_trl:
+                    result = run_trl(bundle, world, run_args, str(Path(directory) / f"trl-{seed}"))
+                else:
+                    result = run_ours(bundle, world, run_args)
+                side["timings"].append(result["seconds_per_step"])
+                side["train"].append(statistics.fmean(result["train_rewards"][-max(1, args.steps // 4) :]))
+                side["eval"].append(evaluate(bundle, world, held_out))
 
-    tail = max(1, args.steps // 4)
+    def spread(values: list[float]) -> str:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.fmean(values):.3f} ± {std:.3f}"
+
     print(
         f"\nsingle-turn claims decisions: {args.steps} steps, {args.prompts} prompts x group {args.group}, "
-        f"lr {args.lr}, {sum(p.numel() for p in ours_bundle.model.parameters())} parameters"
+        f"lr {args.lr}, seeds {args.seeds}, {bundle.parameter_count()} parameters"
     )
-    print(f"held-out greedy reward before GRPO: {start_reward:.3f} ({len(held_out)} test cases)")
-    label = f"train reward (last {tail})"
-    print(f"{'':8}{'s/step':>9}{label:>26}{'held-out reward':>17}")
-    for name, result in (("ours", ours), ("TRL", trl)):
-        last = statistics.fmean(result["train_rewards"][-tail:]) if result["train_rewards"] else float("nan")
-        timings = ", ".join(f"{t:.2f}" for t in result["timings"])
-        print(
-            f"{name:8}{result['seconds_per_step']:>9.2f}{last:>26.3f}{result['eval_reward']:>17.3f}"
-            f"   (runs: {timings})"
-        )
+    print(f"held-out greedy reward of the start model: {start_reward:.3f} ({len(held_out)} test cases)")
     print(
-        f"speed: ours is {trl['seconds_per_step'] / ours['seconds_per_step']:.2f}x TRL's steps per second "
-        "(target >= 1.5x at equal reward)"
+        f"{'':6}{'s/step (median)':>16}{'per seed':>22}{'train reward':>16}{'held-out reward':>18}  per seed"
+    )
+    for name, side in (("ours", ours), ("TRL", trl)):
+        print(
+            f"{name:6}{statistics.median(side['timings']):>16.2f}"
+            f"{', '.join(f'{t:.2f}' for t in side['timings']):>22}{spread(side['train']):>16}"
+            f"{spread(side['eval']):>18}  {', '.join(f'{r:.3f}' for r in side['eval'])}"
+        )
+    speed = statistics.median(trl["timings"]) / statistics.median(ours["timings"])
+    gap = statistics.fmean(ours["eval"]) - statistics.fmean(trl["eval"])
+    noise = max(statistics.stdev(ours["eval"]), statistics.stdev(trl["eval"])) if len(args.seeds) > 1 else 0.0
+    print(
+        f"speed: ours is {speed:.2f}x TRL's steps per second (target >= 1.5x); held-out reward ours - TRL "
+        f"= {gap:+.3f} against a seed-to-seed spread of {noise:.3f}"
     )
 
 
