@@ -133,7 +133,8 @@ def test_group_advantages_are_normalised_within_each_group():
     rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5])
     advantages, zero_std = group_advantages(rewards, group_size=4, scale=True)
     assert zero_std == 1
-    assert torch.allclose(advantages[:4], torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-3)
+    std = (4 * 0.25 / 3) ** 0.5  # the sample std of 1, 0, 1, 0
+    assert torch.allclose(advantages[:4], torch.tensor([0.5, -0.5, 0.5, -0.5]) / std, atol=1e-3)
     assert torch.all(advantages[4:] == 0)
     unscaled, _ = group_advantages(rewards, group_size=4, scale=False)
     assert torch.allclose(unscaled[:4], torch.tensor([0.5, -0.5, 0.5, -0.5]))

@@ -8,7 +8,7 @@ You are in the language-model policy's gym. One GRPO step (:func:`grpo_step`):
 2. **Rewards and advantages** — an episode's reward is the environment's return (the rubric's
    total at the end, plus shaping, minus step costs and invalid-action penalties, parse errors
    included). Advantages are normalised within each case's group:
-   ``A_i = (r_i - mean(r_group)) / (std(r_group) + eps)`` (without the std when
+   ``A_i = (r_i - mean(r_group)) / (std(r_group) + eps)`` (sample std; without it when
    ``scale_rewards`` is off), the same value for every token the agent wrote in that episode.
 3. **Update** — ``update_epochs`` passes over the step's episodes, one optimizer step per pass
    (gradients accumulated over microbatches), minimising
@@ -37,6 +37,11 @@ How this departs from the GRPO paper (Shao et al., 2024, DeepSeekMath):
 - Groups whose rewards are all equal carry no signal; their episodes are skipped in the update
   when there is no KL term (their gradient is zero anyway), and reported as
   ``groups/zero_std``.
+- **Shared prompts.** A group's episodes open with the same case text: rollouts prefill it once
+  and share its key/value cache, and the update runs it once per group and lets every episode
+  attend to that shared forward pass (gradients flow through it), so only the rest of each
+  episode runs per episode. Same log-probabilities and gradients as separate passes (tested),
+  at a fraction of the cost when the case text dominates.
 - Constant learning rate, AdamW, global gradient-norm clipping.
 """
 
@@ -74,7 +79,7 @@ def group_advantages(rewards_E: torch.Tensor, *, group_size: int, scale: bool) -
     groups whose rewards were all equal."""
     rewards_N_G = rewards_E.view(-1, group_size)
     centred_N_G = rewards_N_G - rewards_N_G.mean(dim=1, keepdim=True)
-    std_N_1 = rewards_N_G.std(dim=1, keepdim=True, unbiased=False)
+    std_N_1 = rewards_N_G.std(dim=1, keepdim=True, unbiased=True)  # Bessel-corrected, as TRL
     if scale:
         centred_N_G = centred_N_G / (std_N_1 + EPS)
     zero_std = int((std_N_1.squeeze(1) < 1e-8).sum())
