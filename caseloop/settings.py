@@ -307,4 +307,6 @@ CELERY_BEAT_SCHEDULE["requeue-cases-waiting-for-model"] = {
     "task": "workflows.tasks.requeue_waiting_cases",
     "schedule": 30.0,
 }
+# A live case whose decide task was lost (broker restarted between commit and publish) is queued again.
+CELERY_BEAT_SCHEDULE["requeue-lost-cases"] = {"task": "workflows.tasks.requeue_lost_cases", "schedule": 60.0}
 # --- end language-model policies ---

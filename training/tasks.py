@@ -13,6 +13,6 @@ def run_training_job(job_id: int) -> str | None:
     return job.status if job else None
 
 
-@shared_task(time_limit=120)
+@shared_task(time_limit=120, soft_time_limit=110)
 def requeue_stale_training_jobs() -> list[int]:
     return training_jobs_requeue_stale()

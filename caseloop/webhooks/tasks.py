@@ -20,13 +20,13 @@ def deliver_webhook(delivery_pk: int) -> str | None:
     return delivery.status if delivery else None
 
 
-@shared_task(acks_late=True, time_limit=300)
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=290)
 def deliver_webhooks(delivery_pks: list[int]) -> int:
     """Fan-out for a large commit (a case import): queue one ``deliver_webhook`` per attempt."""
     deliveries_enqueue(list(delivery_pks), fan_out=False)
     return len(delivery_pks)
 
 
-@shared_task(time_limit=300)
+@shared_task(time_limit=300, soft_time_limit=290)
 def sweep_webhook_deliveries() -> dict[str, int]:
     return webhook_deliveries_sweep()

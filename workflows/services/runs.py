@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -35,6 +36,7 @@ from workflows.models import (
     Rubric,
     RubricVersion,
     Run,
+    Split,
     Step,
     Workflow,
     WorkflowVersion,
@@ -322,4 +324,28 @@ def cases_requeue_waiting(*, limit: int = 500) -> list[int]:
             ids = [case.pk for case in cases]
             transaction.on_commit(lambda ids=ids: [decide_case.delay(pk) for pk in ids])
             requeued += ids
+    return requeued
+
+
+def cases_requeue_lost(*, older_than: timedelta = timedelta(minutes=2), limit: int = 500) -> list[int]:
+    """Queue again the live cases still queued ``older_than`` after they were created while the
+    ``decisions`` queue holds nothing: their task was lost (the broker restarted between the commit
+    and the publish, a task died on a database restart). Celery beat runs this. Deciding is
+    idempotent — the case row is claimed only while queued — so a task that was merely slow makes
+    the new one a no-op. Cases of workflows without a production version stay queued as they are."""
+    from workflows.selectors import production_policy_version
+    from workflows.tasks import decide_case
+
+    cutoff = timezone.now() - older_than
+    stale = Case.objects.filter(status=CaseStatus.QUEUED, split=Split.LIVE, created_at__lt=cutoff)
+    requeued: list[int] = []
+    for workflow in Workflow.objects.filter(pk__in=stale.values("workflow_id")):
+        if production_policy_version(workflow=workflow) is None:
+            continue
+        ids = list(stale.filter(workflow=workflow).order_by("id").values_list("pk", flat=True)[:limit])
+        for pk in ids:
+            decide_case.delay(pk)
+        requeued += ids
+    if requeued:
+        logger.warning("re-queued %d live cases whose decide task was lost: %s", len(requeued), requeued[:20])
     return requeued
