@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sft-steps", type=int, default=300)
     parser.add_argument("--grpo-steps", type=int, default=20)
-    parser.add_argument("--grpo-lr", type=float, default=5e-4)
+    parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--per-difficulty", type=int, default=100, help="cases generated per difficulty")
     parser.add_argument("--test-cases", type=int, default=60, help="evaluate on at most this many test cases")
     parser.add_argument("--workers", type=int, default=2)

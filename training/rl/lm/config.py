@@ -166,7 +166,7 @@ class GRPOConfig(_Config):
     cases_per_step: int = field(default=4, metadata=_help("Training cases sampled per step."))
     group_size: int = field(default=4, metadata=_help("Episodes sampled per case: the group G (>= 2)."))
     temperature: float = field(default=1.0, metadata=_help("Sampling temperature of rollouts (> 0)."))
-    learning_rate: float = field(default=5e-4, metadata=_help("AdamW learning rate (> 0)."))
+    learning_rate: float = field(default=1e-4, metadata=_help("AdamW learning rate (> 0)."))
     update_epochs: int = field(
         default=1, metadata=_help("Passes over each step's episodes; above 1 the ratio clipping binds.")
     )

