@@ -74,7 +74,7 @@ class Services:
             command += ["--dir", str(self.redis_dir), "--logfile", str(self.redis_dir / "redis.log")]
             if self.redis_appendonly:  # as deploy/compose.yaml runs it: the queues survive a restart
                 command += ["--appendonly", "yes"]
-        else:  # the machine's own command (/work/.library/env/machines/python-svc.md)
+        else:  # how the development machines start their Redis
             command = [
                 "redis-server",
                 "--daemonize",

@@ -15,7 +15,7 @@ Reported: seconds per training step (wall time of the whole train call divided b
 the mean training reward of the last steps, and the mean greedy reward on held-out prompts after
 N steps, for both, with the speed ratio. Target: ours at least 1.5x faster at equal reward.
 
-    /work/venv-lm/bin/python bench/grpo_vs_trl.py [--steps 20] [--group 4] [--prompts 4] [--sft-steps 150]
+    .venv/bin/python bench/grpo_vs_trl.py [--steps 20] [--group 4] [--prompts 4] [--sft-steps 150]
                                                   [--seeds 0 1 2]
 """
 

@@ -9,7 +9,7 @@ model lines; target < 1%), the SFT score and the GRPO score (mean rubric total o
 and whether GRPO's mean gain is larger than the run-to-run noise (the std over seeds of the SFT
 score and of the GRPO score). Measured, not asserted.
 
-    /work/venv-lm/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
+    .venv/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
                                                  [--workers 2] [--quick]
 
 Seeds run in ``--workers`` processes at once (one torch thread each): two on a two-core machine.

@@ -8,7 +8,7 @@ continuations (``generate`` on fixed prompts, a fixed number of new tokens). Rep
 tokens per second (the model's own tokens), episodes per second, and the ratio vLLM/torch. The
 vLLM engine's start-up time is reported apart and not counted.
 
-    /work/venv-lm/bin/python bench/lm_rollout.py [--episodes 64] [--sft-steps 100] [--threads 1]
+    .venv/bin/python bench/lm_rollout.py [--episodes 64] [--sft-steps 100] [--threads 1]
 """
 
 from __future__ import annotations

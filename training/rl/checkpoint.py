@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +105,7 @@ class Checkpoint:
             )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -113,7 +113,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -148,19 +148,13 @@ def save_checkpoint(
     keep: int = 2,
 ) -> Path:
     """Write a checkpoint for ``update`` under ``root`` atomically, point LATEST at it, prune."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"{_PREFIX}{update:08d}"
-    final = root / name
-    temporary = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir()
-    try:
+    with checkpoint_directory(root, f"{_PREFIX}{update:08d}", prefix=_PREFIX, keep=keep) as temporary:
         torch.save(model.state_dict(), temporary / MODEL_FILE)
         torch.save(optimizer.state_dict(), temporary / OPTIMIZER_FILE)
         torch.save(dict(trainer_state), temporary / TRAINER_FILE)
         _write_json(temporary / CONFIG_FILE, dict(config))
         files = {
-            file: _sha256(temporary / file)
+            file: file_sha256(temporary / file)
             for file in (MODEL_FILE, OPTIMIZER_FILE, TRAINER_FILE, CONFIG_FILE)
         }
         metadata = {
@@ -180,10 +174,28 @@ def save_checkpoint(
             "files": files,
         }
         _write_json(temporary / METADATA_FILE, metadata)
-        for file in (*files, METADATA_FILE):
-            _fsync(temporary / file)
-        _fsync(temporary)
-        if final.exists():  # the same update saved again (say after a resume): replace it
+    return Path(root) / f"{_PREFIX}{update:08d}"
+
+
+@contextlib.contextmanager
+def checkpoint_directory(
+    root: str | os.PathLike[str], name: str, *, prefix: str, keep: int
+) -> Iterator[Path]:
+    """Yield a temporary directory under ``root`` to fill with checkpoint ``name``. On a clean exit
+    every file in it is fsynced, it replaces ``root/name`` by one rename, LATEST points at it, and
+    only the ``keep`` newest ``prefix*`` checkpoints stay; on an error it is removed."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    temporary = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    temporary.mkdir()
+    try:
+        yield temporary
+        for path in sorted(temporary.rglob("*")):
+            if path.is_file():
+                fsync_path(path)
+        fsync_path(temporary)
+        if final.exists():  # the same step saved again (say after a resume): replace it
             shutil.rmtree(final)
         os.rename(temporary, final)
     except BaseException:
@@ -191,20 +203,41 @@ def save_checkpoint(
         raise
     pointer = root / f".{LATEST}.{uuid.uuid4().hex[:8]}"
     pointer.write_text(name + "\n")
-    _fsync(pointer)
+    fsync_path(pointer)
     os.replace(pointer, root / LATEST)
-    _fsync(root)
-    _prune(root, keep=max(keep, 1), current=name)
-    return final
-
-
-def _prune(root: Path, *, keep: int, current: str) -> None:
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX))
-    for name in names[:-keep]:
-        if name != current:
-            shutil.rmtree(root / name, ignore_errors=True)
+    fsync_path(root)
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))
+    for old in names[: -max(keep, 1)]:
+        if old != name:
+            shutil.rmtree(root / old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # left behind by a kill mid-save
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def latest_in(
+    root: str | os.PathLike[str],
+    *,
+    metadata_file: str,
+    prefix: str,
+    read: Callable[[Path], Any],
+    errors: tuple[type[BaseException], ...],
+) -> Any:
+    """The newest complete checkpoint under ``root`` (via LATEST, else the newest one ``read``
+    accepts), ``root`` itself when it is a checkpoint, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    if (root / metadata_file).is_file():
+        return read(root)
+    pointer = root / LATEST
+    if pointer.is_file():
+        with contextlib.suppress(*errors, OSError, ValueError):
+            return read(root / pointer.read_text().strip())
+    candidates = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix)), reverse=True)
+    for candidate in candidates:
+        with contextlib.suppress(*errors, OSError, ValueError):
+            return read(candidate)
+    return None
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Checkpoint:
@@ -220,7 +253,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> Che
         )
     if verify:
         for file, digest in metadata["files"].items():
-            if not (path / file).is_file() or _sha256(path / file) != digest:
+            if not (path / file).is_file() or file_sha256(path / file) != digest:
                 raise CheckpointError(f"{path / file} is missing or does not match its recorded sha256")
     config = json.loads((path / CONFIG_FILE).read_text())
     return Checkpoint(path=path, metadata=metadata, config=config)
@@ -231,23 +264,9 @@ def latest_checkpoint(root: str | os.PathLike[str]) -> Checkpoint | None:
 
     ``root`` may also be a checkpoint directory itself.
     """
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    if (root / METADATA_FILE).is_file():
-        return read_checkpoint(root)
-    pointer = root / LATEST
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        with contextlib.suppress(CheckpointError, OSError, ValueError):
-            return read_checkpoint(root / name)
-    candidates = sorted(
-        (p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX)), reverse=True
+    return latest_in(
+        root, metadata_file=METADATA_FILE, prefix=_PREFIX, read=read_checkpoint, errors=(CheckpointError,)
     )
-    for candidate in candidates:
-        with contextlib.suppress(CheckpointError, OSError, ValueError):
-            return read_checkpoint(candidate)
-    return None
 
 
 def load_policy(

@@ -25,12 +25,9 @@ recorded sha256.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +38,7 @@ import torch
 
 from workflows.engine import WorkflowSpec
 
+from ..checkpoint import checkpoint_directory, file_sha256, latest_in
 from ..features import spec_hash
 from .textio import TEXT_FORMAT_VERSION
 
@@ -55,7 +53,6 @@ __all__ = [
 
 LM_CHECKPOINT_FORMAT = 1
 KIND = "caseloop.training.rl.lm"
-LATEST = "LATEST"
 METADATA_FILE = "caseloop.json"
 TRAINER_DIR = "trainer"
 _PREFIX = "step-"
@@ -97,22 +94,6 @@ class LMCheckpoint:
         return self.path / TRAINER_DIR / name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _files(directory: Path) -> list[Path]:
     return sorted(
         p
@@ -148,13 +129,8 @@ def save_lm_checkpoint(
     """Write the checkpoint of ``step`` under ``root`` atomically, point LATEST at it, prune."""
     from .engines import merged_state_dict
 
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     name = f"{_PREFIX}{step:08d}"
-    final = root / name
-    temporary = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir()
-    try:
+    with checkpoint_directory(root, name, prefix=_PREFIX, keep=keep) as temporary:
         model = bundle.model
         if bundle.lora:
             base = model.get_base_model()
@@ -172,7 +148,7 @@ def save_lm_checkpoint(
         torch.save(dict(trainer_state), trainer / "state.pt")
         if reference_state is not None:
             torch.save(dict(reference_state), trainer / "reference.pt")
-        files = {p.relative_to(temporary).as_posix(): _sha256(p) for p in _files(temporary)}
+        files = {p.relative_to(temporary).as_posix(): file_sha256(p) for p in _files(temporary)}
         metadata = {
             "format_version": LM_CHECKPOINT_FORMAT,
             "kind": KIND,
@@ -193,32 +169,7 @@ def save_lm_checkpoint(
             "weights_sha256": weights_digest(temporary, files),
         }
         (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
-        for path in _files(temporary):
-            _fsync(path)
-        _fsync(temporary / METADATA_FILE)
-        _fsync(temporary)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(temporary, final)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    pointer = root / f".{LATEST}.{uuid.uuid4().hex[:8]}"
-    pointer.write_text(name + "\n")
-    _fsync(pointer)
-    os.replace(pointer, root / LATEST)
-    _fsync(root)
-    _prune(root, keep=max(keep, 1), current=name)
-    return final
-
-
-def _prune(root: Path, *, keep: int, current: str) -> None:
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX))
-    for name in names[:-keep]:
-        if name != current:
-            shutil.rmtree(root / name, ignore_errors=True)
-    for stale in root.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    return Path(root) / name
 
 
 def read_lm_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> LMCheckpoint:
@@ -236,28 +187,20 @@ def read_lm_checkpoint(path: str | os.PathLike[str], *, verify: bool = True) -> 
     if verify:
         for name, digest in metadata["files"].items():
             file = path / name
-            if not file.is_file() or _sha256(file) != digest:
+            if not file.is_file() or file_sha256(file) != digest:
                 raise LMCheckpointError(f"{file} is missing or does not match its recorded sha256")
     return LMCheckpoint(path=path, metadata=metadata)
 
 
 def latest_lm_checkpoint(root: str | os.PathLike[str]) -> LMCheckpoint | None:
     """The newest complete checkpoint under ``root`` (or ``root`` itself), or None."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    if (root / METADATA_FILE).is_file():
-        return read_lm_checkpoint(root)
-    pointer = root / LATEST
-    if pointer.is_file():
-        with contextlib.suppress(LMCheckpointError, OSError, ValueError):
-            return read_lm_checkpoint(root / pointer.read_text().strip())
-    for candidate in sorted(
-        (p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX)), reverse=True
-    ):
-        with contextlib.suppress(LMCheckpointError, OSError, ValueError):
-            return read_lm_checkpoint(candidate)
-    return None
+    return latest_in(
+        root,
+        metadata_file=METADATA_FILE,
+        prefix=_PREFIX,
+        read=read_lm_checkpoint,
+        errors=(LMCheckpointError,),
+    )
 
 
 def load_bundle(checkpoint: LMCheckpoint, *, for_training: bool = False) -> Any:
