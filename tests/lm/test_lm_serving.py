@@ -70,7 +70,11 @@ def trained(django_db_setup, django_db_blocker, sft_run, lm_world, tmp_path_fact
         job = training_job_launch(actor=actor, workflow=workflow, config=config, enqueue=False)
         seen: list[int] = []
         job = training_job_run(job_id=job.pk, on_update=lambda update, metrics: seen.append(update))
-    return actor, workflow, job, seen
+    yield actor, workflow, job, seen
+    # The module's rows were committed outside any test's transaction: remove them, as a
+    # transactional test's flush does, so later test modules start from an empty database.
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)
 
 
 @pytest.fixture(scope="module")
