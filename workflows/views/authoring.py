@@ -510,18 +510,11 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
         base = latest.number
     elif verb == "save":
         result = EditorResult(draft=draft)
-        if base != latest.number:
-            result.save_errors = {
-                "": [
-                    f"Version {latest.number} was saved after you opened this editor. Look at its changes, "
-                    "then save again to replace them with your draft."
-                ]
-            }
+        changed = bool(spec_diff(latest.spec, _spec_problems(draft)[1]))
+        refusal = _save_refusal(latest=latest.number, base=base, changed=changed, note=note)
+        if refusal:
+            result.save_errors = refusal
             base = latest.number
-        elif not spec_diff(latest.spec, _spec_problems(draft)[1]):
-            result.save_errors = {"": [f"Nothing to save: the draft is the same as version {latest.number}."]}
-        elif not note:
-            result.save_errors = {"note": ["Say in a few words what this version changes."]}
         else:
             try:
                 version = workflow_version_create(
@@ -538,6 +531,22 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
     context = _spec_editor_context(workflow, latest, base, result, note=note)
     template = "workflows/_spec_editor.html" if is_htmx(request) else "workflows/workflow_edit.html"
     return render(request, template, context)
+
+
+def _save_refusal(*, latest: int, base: int, changed: bool, note: str) -> dict[str, list[str]] | None:
+    """Why an editor's draft, opened on version ``base``, may not be saved after version ``latest``."""
+    if base != latest:
+        return {
+            "": [
+                f"Version {latest} was saved after you opened this editor. Look at its changes, "
+                "then save again to replace them with your draft."
+            ]
+        }
+    if not changed:
+        return {"": [f"Nothing to save: the draft is the same as version {latest}."]}
+    if not note:
+        return {"note": ["Say in a few words what this version changes."]}
+    return None
 
 
 # --------------------------------------------------------------------------- versions
@@ -959,18 +968,11 @@ def rubric_edit(request: HttpRequest, pk: int, rubric_id: int) -> HttpResponse:
         base = latest.number
     elif verb == "save":
         result = EditorResult(draft=draft)
-        if base != latest.number:
-            result.save_errors = {
-                "": [
-                    f"Version {latest.number} was saved after you opened this editor. Look at its changes, "
-                    "then save again to replace them with your draft."
-                ]
-            }
+        changed = bool(rubric_diff(latest.definition, _rubric_problems(draft, spec)[1]))
+        refusal = _save_refusal(latest=latest.number, base=base, changed=changed, note=note)
+        if refusal:
+            result.save_errors = refusal
             base = latest.number
-        elif not rubric_diff(latest.definition, _rubric_problems(draft, spec)[1]):
-            result.save_errors = {"": [f"Nothing to save: the draft is the same as version {latest.number}."]}
-        elif not note:
-            result.save_errors = {"note": ["Say in a few words what this version changes."]}
         else:
             try:
                 version = rubric_version_create(
