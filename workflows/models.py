@@ -158,7 +158,7 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["organization", "workflow", "split"], name="case_org_wf_split"),
             models.Index(fields=["organization", "status"], name="case_org_status"),
-            # The case list: newest first, whole organisation or one workflow (see selectors_expert).
+            # The case list: newest first, whole organisation or one workflow (see workflows.selectors).
             models.Index(fields=["organization", "-created_at", "-id"], name="case_org_newest"),
             models.Index(
                 fields=["organization", "workflow", "-created_at", "-id"], name="case_org_wf_newest"

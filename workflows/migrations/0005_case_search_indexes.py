@@ -1,4 +1,4 @@
-"""PostgreSQL search behind the case list (workflows.selectors_expert.case_search).
+"""PostgreSQL search behind the case list (workflows.selectors.case_search).
 
 - ``search_vector``: the words of the case's field values, a stored generated column that
   PostgreSQL keeps up to date itself (so it is not a model field), with a GIN index. Stored,

@@ -29,7 +29,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from caseloop.accounts.decorators import role_required
 from caseloop.accounts.permissions import require
-from workflows import selectors, selectors_expert
+from workflows import selectors
 from workflows.engine.diff import rubric_diff, spec_diff
 from workflows.engine.errors import SpecError
 from workflows.engine.rubric import Rubric as EngineRubric
@@ -155,9 +155,7 @@ def _op(request: HttpRequest) -> tuple[str, str, int | None]:
 
 @role_required("workflow.view")
 def workflow_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors_expert.workflow_summaries(actor=request.actor), 25).get_page(
-        request.GET.get("page")
-    )
+    page = Paginator(selectors.workflow_summaries(actor=request.actor), 25).get_page(request.GET.get("page"))
     return render(
         request,
         "workflows/workflow_list.html",
@@ -207,9 +205,9 @@ def workflow_new(request: HttpRequest) -> HttpResponse:
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = _workflow(request, pk)
     actor = request.actor
-    versions = list(selectors_expert.workflow_versions(actor=actor, workflow=workflow)[:5])
+    versions = list(selectors.workflow_versions(actor=actor, workflow=workflow)[:5])
     latest = versions[0] if versions else None
-    tables = list(selectors_expert.reference_tables(actor=actor, workflow=workflow))
+    tables = list(selectors.reference_tables(actor=actor, workflow=workflow))
     table_names = {table.name for table in tables}
     spec = latest.spec if latest else {}
     missing_tables = sorted(
@@ -225,7 +223,7 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "spec": spec,
             "tables": tables,
             "missing_tables": missing_tables,
-            "rubrics": selectors_expert.workflow_rubrics(actor=actor, workflow=workflow),
+            "rubrics": selectors.workflow_rubrics(actor=actor, workflow=workflow),
             "can_edit": actor.can("workflow.edit"),
             "can_edit_rubrics": actor.can("rubric.edit"),
             "tab": "overview",
@@ -555,7 +553,7 @@ def _save_refusal(*, latest: int, base: int, changed: bool, note: str) -> dict[s
 @role_required("workflow.view")
 def workflow_versions(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = _workflow(request, pk)
-    versions = selectors_expert.workflow_versions(actor=request.actor, workflow=workflow)
+    versions = selectors.workflow_versions(actor=request.actor, workflow=workflow)
     page = Paginator(versions, 20).get_page(request.GET.get("page"))
     numbers = [v.number for v in page]
     # Each listed version is compared with the one before it (one query for the page's neighbours).
@@ -642,7 +640,7 @@ def reference_tables(request: HttpRequest, pk: int) -> HttpResponse:
                     request, f"Table {table.name} saved: {len(rows):,} rows, columns {', '.join(columns)}."
                 )
                 return redirect("reference-tables", pk=workflow.pk)
-    tables = list(selectors_expert.reference_tables(actor=actor, workflow=workflow))
+    tables = list(selectors.reference_tables(actor=actor, workflow=workflow))
     version = workflow.latest_version
     lookups = [t for t in (version.spec.get("tools", []) if version else []) if t.get("kind") == "lookup"]
     for table in tables:
@@ -747,7 +745,7 @@ def rubric_new(request: HttpRequest, pk: int) -> HttpResponse:
 def rubric_detail(request: HttpRequest, pk: int, rubric_id: int) -> HttpResponse:
     workflow = _workflow(request, pk)
     rubric = _rubric(workflow, rubric_id)
-    versions = selectors_expert.rubric_versions(actor=request.actor, rubric=rubric)
+    versions = selectors.rubric_versions(actor=request.actor, rubric=rubric)
     latest = versions.first()
     if latest is None:
         raise Http404("This rubric has no version.")

@@ -18,10 +18,10 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods
 
 from caseloop.accounts.decorators import role_required
-from workflows import selectors, selectors_expert
+from workflows import selectors
 from workflows.forms import CaseGenerateForm, CaseImportForm
 from workflows.models import CaseSource, CaseStatus, Decision, Run, Split
-from workflows.selectors_expert import CaseFilters
+from workflows.selectors import CaseFilters
 from workflows.services.cases import case_generate, case_import
 from workflows.views.authoring import error_dict, line_errors
 
@@ -41,16 +41,14 @@ def case_list(request: HttpRequest) -> HttpResponse:
     filters = CaseFilters.from_query(request.GET)
     size_text = request.GET.get("size", "")
     size = int(size_text) if size_text.isdigit() and int(size_text) in PAGE_SIZES else DEFAULT_PAGE_SIZE
-    page, rows = selectors_expert.case_list_page(
+    page, rows = selectors.case_list_page(
         actor=actor, filters=filters, number=_page_number(request.GET.get("page", "")), size=size
     )
     kept = {key: value for key, value in request.GET.items() if key != "page" and value}
     # A number may be a case id: point at that case whatever else the search finds.
     exact = None
     if filters.q.isdigit() and len(filters.q) < 19:
-        exact = (
-            selectors_expert.case_search(actor=actor, filters=CaseFilters()).filter(pk=int(filters.q)).first()
-        )
+        exact = selectors.case_search(actor=actor, filters=CaseFilters()).filter(pk=int(filters.q)).first()
     return render(
         request,
         "workflows/case_list.html",
@@ -157,7 +155,7 @@ def case_generate_view(request: HttpRequest) -> HttpResponse:
 def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor
     try:
-        case = selectors_expert.case_get(actor=actor, case_id=pk)
+        case = selectors.case_get(actor=actor, case_id=pk)
     except ObjectDoesNotExist:
         raise Http404("No such case in this organisation.") from None
     spec = case.workflow_version.spec
@@ -171,13 +169,13 @@ def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "case": case,
             "fields": fields,
-            "runs": selectors_expert.case_runs(actor=actor, case=case),
+            "runs": selectors.case_runs(actor=actor, case=case),
         },
     )
 
 
 def _run_page(request: HttpRequest, run: Run, *, focus: str) -> HttpResponse:
-    detail = selectors_expert.run_detail(actor=request.actor, run=run)
+    detail = selectors.run_detail(actor=request.actor, run=run)
     decision = detail.decision
     explanation = (decision.explanation or {}) if decision is not None else {}
     features = explanation.get("features") or []
@@ -216,7 +214,7 @@ def _run_page(request: HttpRequest, run: Run, *, focus: str) -> HttpResponse:
 @role_required("decision.view")
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        run = selectors_expert.run_get(actor=request.actor, run_id=pk)
+        run = selectors.run_get(actor=request.actor, run_id=pk)
     except Run.DoesNotExist:
         raise Http404("No such run in this organisation.") from None
     return _run_page(request, run, focus="run")
@@ -225,8 +223,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required("decision.view")
 def decision_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        decision = selectors_expert.decision_get(actor=request.actor, decision_id=pk)
-        run = selectors_expert.run_get(actor=request.actor, run_id=decision.run_id)
+        decision = selectors.decision_get(actor=request.actor, decision_id=pk)
+        run = selectors.run_get(actor=request.actor, run_id=decision.run_id)
     except (Decision.DoesNotExist, Run.DoesNotExist):
         raise Http404("No such decision in this organisation.") from None
     return _run_page(request, run, focus="decision")
