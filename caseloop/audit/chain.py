@@ -26,6 +26,22 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL_ENCODER.encode(value)
 
 
+# An event's hashed attributes: the model's field names, in the order event_content takes them.
+HASHED_FIELDS: tuple[str, ...] = (
+    "organization_id",
+    "sequence",
+    "created_at",
+    "actor_kind",
+    "actor_ref",
+    "actor_label",
+    "verb",
+    "subject_type",
+    "subject_id",
+    "payload",
+    "request_id",
+)
+
+
 def event_content(
     *,
     organization_id: int,

@@ -25,25 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from caseloop.audit.chain import GENESIS_HASH, canonical_json, chain_hash, event_content
+from caseloop.audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash, event_content
 
 # The fields of an event line, in the order of the model. All but id, prev_hash and hash are hashed.
-EVENT_FIELDS: tuple[str, ...] = (
-    "id",
-    "organization_id",
-    "sequence",
-    "created_at",
-    "actor_kind",
-    "actor_ref",
-    "actor_label",
-    "verb",
-    "subject_type",
-    "subject_id",
-    "payload",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+EVENT_FIELDS: tuple[str, ...] = ("id", *HASHED_FIELDS, "prev_hash", "hash")
 _UNHASHED = frozenset({"id", "prev_hash", "hash"})
 
 

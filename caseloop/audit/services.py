@@ -11,7 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from caseloop.audit.chain import canonical_json, chain_hash, event_content
+from caseloop.audit.chain import HASHED_FIELDS, canonical_json, chain_hash, event_content
 from caseloop.audit.models import AuditChainHead, AuditEvent
 from caseloop.observability import current_request_id
 
@@ -38,20 +38,7 @@ FROM moved
 RETURNING id
 """
 # The event's attributes passed to _APPEND_SQL as they are; payload goes as canonical JSON text.
-_APPEND_FIELDS = (
-    "organization_id",
-    "sequence",
-    "created_at",
-    "actor_kind",
-    "actor_ref",
-    "actor_label",
-    "verb",
-    "subject_type",
-    "subject_id",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+_APPEND_FIELDS = (*(name for name in HASHED_FIELDS if name != "payload"), "prev_hash", "hash")
 
 
 def _number_as_stored(text: str) -> float | int:
