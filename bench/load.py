@@ -148,12 +148,13 @@ class Stack:
         self.start_web()
         self.workers = [self.start_worker(i) for i in range(self.args.worker_instances)]
         if self.args.beat:
-            self.scheduling = [self.start_celery("beat", "--schedule", str(self.logs / "beat-schedule"))]
-            self.scheduling.append(
+            self.scheduling = [
+                self.start_celery("beat", "beat", "--schedule", str(self.logs / "beat-schedule")),
                 self.start_celery(
-                    "worker", "-Q", "default", "--concurrency", "1", "-n", f"load-default-{os.getpid()}@%h"
-                )
-            )
+                    "default-worker",
+                    *("worker", "-Q", "default", "--concurrency", "1", "-n", f"load-default-{os.getpid()}@%h"),
+                ),
+            ]
         wait_for(lambda: self.ping() == 200, 90, "gunicorn to answer")
 
     def start_web(self) -> None:
@@ -192,9 +193,9 @@ class Stack:
             start_new_session=True,
         )
 
-    def start_celery(self, *arguments: str) -> subprocess.Popen:
+    def start_celery(self, log_name: str, *arguments: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "celery", "-A", "caseloop", *arguments, "-l", "WARNING"]
-        log = (self.logs / f"{arguments[0]}-{len(self.scheduling)}.log").open("ab")
+        log = (self.logs / f"{log_name}.log").open("ab")
         return subprocess.Popen(
             command,
             cwd=ROOT,

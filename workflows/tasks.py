@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+from kombu.exceptions import ChannelError
 
 from caseloop.celery import app
 from workflows.services.runs import case_decide, cases_requeue_lost, cases_requeue_waiting
@@ -36,6 +37,10 @@ def _decisions_queue_length() -> int | None:
     try:
         with app.connection_for_read() as connection:
             return connection.default_channel.queue_declare("decisions", passive=True).message_count
+    except ChannelError:
+        # Redis deletes a list once its last item is popped, so an empty queue does not exist for
+        # a passive declare: nothing waits in it.
+        return 0
     except Exception:
         return None
 

@@ -52,3 +52,48 @@ def test_real_worker_decides_a_live_case_submitted_through_the_service(decisions
     assert Case.objects.get(pk=case.pk).status == CaseStatus.DECIDED
     result = audit_verify(organization=actor.organization)
     assert result.ok, result
+
+
+def test_beat_requeues_a_lost_case_from_an_empty_redis_queue_and_a_real_worker_decides_it(decisions_worker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workflows.tasks import _decisions_queue_length, requeue_lost_cases
+
+    actor = make_actor()
+    workflow, _ = make_claims_workflow(actor)
+    # decide=False: stored and queued, but no task published, as when Redis restarted in between.
+    case = case_create(actor=actor, workflow=workflow, fields=live_case_fields(workflow)[0], decide=False)
+    Case.objects.filter(pk=case.pk).update(
+        status=CaseStatus.QUEUED, created_at=timezone.now() - timedelta(minutes=5)
+    )
+    # Redis deletes an empty list: the empty queue must read as 0, not as "cannot say".
+    assert _decisions_queue_length() == 0
+
+    assert requeue_lost_cases() == [case.pk]  # the beat task, run here; it publishes to Redis
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not Decision.objects.filter(case=case).exists():
+        if decisions_worker.poll() is not None:
+            pytest.fail(f"worker exited early:\n{decisions_worker.stdout.read()}")
+        time.sleep(0.2)
+    assert Decision.objects.filter(case=case).count() == 1, "the worker did not decide the re-queued case"
+    assert Case.objects.get(pk=case.pk).status == CaseStatus.DECIDED
+    assert requeue_lost_cases() == []  # decided: nothing left to re-queue
+
+
+def test_decisions_queue_length_counts_waiting_messages_on_redis():
+    from workflows.tasks import _decisions_queue_length, decide_case
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.flushdb()
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    try:
+        assert _decisions_queue_length() == 0
+        for case_id in (10**9, 10**9 + 1, 10**9 + 2):  # no worker runs: the messages wait
+            decide_case.delay(case_id)
+        assert _decisions_queue_length() == 3
+    finally:
+        celery_app.conf.task_always_eager = eager
+        client.flushdb()
