@@ -152,7 +152,8 @@ class Stack:
                 self.start_celery("beat", "beat", "--schedule", str(self.logs / "beat-schedule")),
                 self.start_celery(
                     "default-worker",
-                    *("worker", "-Q", "default", "--concurrency", "1", "-n", f"load-default-{os.getpid()}@%h"),
+                    *("worker", "-Q", "default", "--concurrency", "1"),
+                    *("-n", f"load-default-{os.getpid()}@%h"),
                 ),
             ]
         wait_for(lambda: self.ping() == 200, 90, "gunicorn to answer")
