@@ -3,6 +3,7 @@ service layer."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 
@@ -97,3 +98,52 @@ def test_decisions_queue_length_counts_waiting_messages_on_redis():
     finally:
         celery_app.conf.task_always_eager = eager
         client.flushdb()
+
+
+@contextlib.contextmanager
+def _broker_at(url: str):
+    """Publish to ``url`` inside the block."""
+
+    def reset_pools():  # kombu keeps a pool per broker URL; the app picks the URL's on next use
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    previous = celery_app.conf.broker_write_url
+    reset_pools()
+    celery_app.conf.broker_write_url = url
+    try:
+        yield
+    finally:
+        celery_app.conf.broker_write_url = previous
+        reset_pools()
+
+
+def test_a_case_sent_while_the_broker_is_down_is_accepted_and_decided_once_the_broker_is_back(
+    decisions_worker,
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.api.conftest import key_client
+    from workflows.tasks import requeue_lost_cases
+
+    actor = make_actor()
+    workflow, _ = make_claims_workflow(actor)
+    client = key_client(actor)
+    with _broker_at("redis://127.0.0.1:9/0"):  # nothing listens there: the publish fails
+        response = client.post(
+            "/api/v1/cases", {"workflow": workflow.pk, "fields": live_case_fields(workflow)[0]}, format="json"
+        )
+    assert response.status_code == 201, response.content  # stored: the client must not send it again
+    case_id = response.json()["id"]
+    assert response.json()["status"] == "queued"
+    time.sleep(2)
+    assert not Decision.objects.filter(case_id=case_id).exists()  # its task never reached the worker
+
+    Case.objects.filter(pk=case_id).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert requeue_lost_cases() == [case_id]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not Decision.objects.filter(case_id=case_id).exists():
+        time.sleep(0.2)
+    assert Decision.objects.filter(case_id=case_id).count() == 1

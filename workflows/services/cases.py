@@ -136,7 +136,9 @@ def case_create(
     if queue:
         from workflows.tasks import decide_case
 
-        transaction.on_commit(lambda: decide_case.delay(case.pk))
+        # robust: the case is stored and stays queued if the broker cannot take the task (Redis
+        # restarting); the caller still gets the case, and beat's requeue_lost_cases sends it later.
+        transaction.on_commit(lambda: decide_case.delay(case.pk), robust=True)
     return case
 
 

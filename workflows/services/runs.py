@@ -322,7 +322,8 @@ def cases_requeue_waiting(*, limit: int = 500) -> list[int]:
                     payload={"policy_version": version.pk, "reason": "the model server answers again"},
                 )
             ids = [case.pk for case in cases]
-            transaction.on_commit(lambda ids=ids: [decide_case.delay(pk) for pk in ids])
+            # robust, as in case_create: a task the broker refused is sent by requeue_lost_cases.
+            transaction.on_commit(lambda ids=ids: [decide_case.delay(pk) for pk in ids], robust=True)
             requeued += ids
     return requeued
 
