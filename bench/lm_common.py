@@ -72,6 +72,16 @@ def claims_world(*, per_difficulty: int = 100, seed: int = 11) -> ClaimsWorld:
     )
 
 
+def fresh_cases(world: ClaimsWorld, per_difficulty: int, *, seed: int = 12) -> list[CaseData]:
+    """Labelled cases of every difficulty from another generator seed: none is in the world's splits."""
+    pack = get_pack("claims")
+    return [
+        case
+        for difficulty in range(4)
+        for case in pack.generate_cases(per_difficulty, seed=seed, difficulty=difficulty, tables=world.tables)
+    ]
+
+
 def evaluate_greedy(bundle: Any, env_factory: Any, cases: list[CaseData], *, max_length: int = 1024) -> dict:
     """Greedy episodes of ``bundle`` on ``cases``: mean rubric score, parse-error rate, and more."""
     from training.rl.lm.engines import TorchEngine

@@ -7,10 +7,15 @@ with GRPO from that SFT checkpoint (the same run, resumed) and evaluated again. 
 and as mean ± std over seeds: the parse-error rate after SFT (unparsable model lines over all
 model lines; target < 1%), the SFT score and the GRPO score (mean rubric total on the test split),
 and whether GRPO's mean gain is larger than the run-to-run noise (the std over seeds of the SFT
-score and of the GRPO score). Measured, not asserted.
+score and of the GRPO score). Also printed: the SFT model's score on as many train cases as test
+cases, to show how much of the train split it has memorised. Measured, not asserted.
 
     .venv/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
-                                                 [--workers 2] [--quick]
+        [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-cases-per-step 4]
+        [--grpo-extra-cases 0] [--workers 2] [--quick]
+
+``--grpo-extra-cases N`` lets GRPO train on N fresh cases per difficulty (another generator seed)
+besides the train split, which SFT has seen many times over.
 
 Seeds run in ``--workers`` processes at once (one torch thread each): two on a two-core machine.
 Sizes: see ``lm_common.BENCH_MODEL`` (0.4M parameters); the split is 280 train / 60 validation /
@@ -35,13 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def run_seed(task: tuple[int, dict]) -> dict:
     seed, options = task
     import torch
-    from lm_common import BENCH_MODEL, claims_world, evaluate_greedy
+    from lm_common import BENCH_MODEL, claims_world, evaluate_greedy, fresh_cases
 
     from training.rl.lm import LMTrainConfig, train
 
     torch.set_num_threads(1)
     world = claims_world(per_difficulty=options["per_difficulty"])
     test = world.test[: options["test_cases"]]
+    grpo_cases = [*world.train, *fresh_cases(world, options["grpo_extra_cases"])]
     base = {
         "seed": seed,
         "model": BENCH_MODEL,
@@ -50,23 +56,25 @@ def run_seed(task: tuple[int, dict]) -> dict:
     }
     grpo = {
         "steps": options["grpo_steps"],
-        "cases_per_step": 4,
+        "cases_per_step": options["grpo_cases_per_step"],
         "group_size": 4,
         "learning_rate": options["grpo_lr"],
-        "temperature": 1.0,
+        "temperature": options["grpo_temperature"],
         "max_new_tokens": 192,
     }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         kwargs = dict(
             env_factory=world.env_factory,
-            train_cases=world.train,
+            train_cases=grpo_cases,
+            demo_cases=world.train,
             solver=world.solver,
             checkpoint_dir=directory,
         )
         sft = train(LMTrainConfig.from_dict({**base, "grpo": {**grpo, "steps": 0}}), **kwargs)
         sft_s = time.perf_counter() - started
         sft_eval = evaluate_greedy(sft.bundle, world.env_factory, test)
+        sft_train_eval = evaluate_greedy(sft.bundle, world.env_factory, world.train[: options["test_cases"]])
         tick = time.perf_counter()
         full = train(LMTrainConfig.from_dict({**base, "grpo": grpo}), **kwargs)  # resumes after SFT
         grpo_s = time.perf_counter() - tick
@@ -78,6 +86,7 @@ def run_seed(task: tuple[int, dict]) -> dict:
         "demonstrations": sft.demonstrations,
         "sft_parse_error_rate": sft_eval["parse_error/rate"],
         "sft_score": sft_eval["score/mean"],
+        "sft_train_score": sft_train_eval["score/mean"],
         "sft_decided": sft_eval["episode/decided"],
         "grpo_parse_error_rate": grpo_eval["parse_error/rate"],
         "grpo_score": grpo_eval["score/mean"],
@@ -102,6 +111,14 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=300)
     parser.add_argument("--grpo-steps", type=int, default=20)
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
+    parser.add_argument("--grpo-temperature", type=float, default=1.0)
+    parser.add_argument("--grpo-cases-per-step", type=int, default=4)
+    parser.add_argument(
+        "--grpo-extra-cases",
+        type=int,
+        default=0,
+        help="fresh cases per difficulty (another seed) that GRPO trains on besides the train split",
+    )
     parser.add_argument("--per-difficulty", type=int, default=100, help="cases generated per difficulty")
     parser.add_argument("--test-cases", type=int, default=60, help="evaluate on at most this many test cases")
     parser.add_argument("--workers", type=int, default=2)
@@ -112,6 +129,9 @@ def main() -> None:
         "sft_steps": 20 if args.quick else args.sft_steps,
         "grpo_steps": 2 if args.quick else args.grpo_steps,
         "grpo_lr": args.grpo_lr,
+        "grpo_temperature": args.grpo_temperature,
+        "grpo_cases_per_step": args.grpo_cases_per_step,
+        "grpo_extra_cases": 2 if args.quick and args.grpo_extra_cases else args.grpo_extra_cases,
         "per_difficulty": 10 if args.quick else args.per_difficulty,
         "test_cases": 6 if args.quick else args.test_cases,
     }
@@ -122,12 +142,14 @@ def main() -> None:
     wall = time.perf_counter() - started
     print(f"\nlanguage-model policy on the claims test split, {options}")
     print(
-        f"{'seed':>5} {'params':>8} {'parse err (SFT)':>16} {'SFT score':>10} {'GRPO score':>11} {'gain':>7} "
+        f"{'seed':>5} {'params':>8} {'parse err (SFT)':>16} {'SFT train':>10} {'SFT score':>10} "
+        f"{'GRPO score':>11} {'gain':>7} "
         f"{'decided SFT/GRPO':>17} {'SFT s':>6} {'GRPO s':>7}"
     )
     for r in results:
         print(
-            f"{r['seed']:>5} {r['parameters']:>8} {r['sft_parse_error_rate']:>16.4f} {r['sft_score']:>10.3f} "
+            f"{r['seed']:>5} {r['parameters']:>8} {r['sft_parse_error_rate']:>16.4f} "
+            f"{r['sft_train_score']:>10.3f} {r['sft_score']:>10.3f} "
             f"{r['grpo_score']:>11.3f} {r['grpo_score'] - r['sft_score']:>+7.3f} "
             f"{r['sft_decided']:>8.2f}/{r['grpo_decided']:<8.2f} "
             f"{r['sft_seconds']:>6.0f} {r['grpo_seconds']:>7.0f}"
