@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 from caseloop.audit.selectors import audit_verify
 from caseloop.celery import app as celery_app
@@ -35,17 +37,28 @@ def decisions_worker():
         stop_worker(worker)
 
 
+def _wait_for_decision(case_id: int, worker: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not Decision.objects.filter(case_id=case_id).exists():
+        if worker.poll() is not None:
+            pytest.fail(f"worker exited early:\n{worker.stdout.read()}")
+        time.sleep(0.2)
+
+
+def _created_minutes_ago(case_id: int) -> None:
+    """Queued and five minutes old: what the lost-case sweeper looks for."""
+    Case.objects.filter(pk=case_id).update(
+        status=CaseStatus.QUEUED, created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+
 def test_real_worker_decides_a_live_case_submitted_through_the_service(decisions_worker):
     actor = make_actor()
     workflow, _ = make_claims_workflow(actor)
     case = case_create(actor=actor, workflow=workflow, fields=live_case_fields(workflow)[0])
     assert Case.objects.get(pk=case.pk).status == CaseStatus.QUEUED  # nothing ran in this process
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not Decision.objects.filter(case=case).exists():
-        if decisions_worker.poll() is not None:
-            pytest.fail(f"worker exited early:\n{decisions_worker.stdout.read()}")
-        time.sleep(0.2)
+    _wait_for_decision(case.pk, decisions_worker)
 
     decision = Decision.objects.filter(case=case).first()
     assert decision is not None, "the worker did not decide the case within 60 s"
@@ -56,28 +69,18 @@ def test_real_worker_decides_a_live_case_submitted_through_the_service(decisions
 
 
 def test_beat_requeues_a_lost_case_from_an_empty_redis_queue_and_a_real_worker_decides_it(decisions_worker):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     from workflows.tasks import _decisions_queue_length, requeue_lost_cases
 
     actor = make_actor()
     workflow, _ = make_claims_workflow(actor)
     # decide=False: stored and queued, but no task published, as when Redis restarted in between.
     case = case_create(actor=actor, workflow=workflow, fields=live_case_fields(workflow)[0], decide=False)
-    Case.objects.filter(pk=case.pk).update(
-        status=CaseStatus.QUEUED, created_at=timezone.now() - timedelta(minutes=5)
-    )
+    _created_minutes_ago(case.pk)
     # Redis deletes an empty list: the empty queue must read as 0, not as "cannot say".
     assert _decisions_queue_length() == 0
 
     assert requeue_lost_cases() == [case.pk]  # the beat task, run here; it publishes to Redis
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not Decision.objects.filter(case=case).exists():
-        if decisions_worker.poll() is not None:
-            pytest.fail(f"worker exited early:\n{decisions_worker.stdout.read()}")
-        time.sleep(0.2)
+    _wait_for_decision(case.pk, decisions_worker)
     assert Decision.objects.filter(case=case).count() == 1, "the worker did not decide the re-queued case"
     assert Case.objects.get(pk=case.pk).status == CaseStatus.DECIDED
     assert requeue_lost_cases() == []  # decided: nothing left to re-queue
@@ -121,10 +124,6 @@ def _broker_at(url: str):
 def test_a_case_sent_while_the_broker_is_down_is_accepted_and_decided_once_the_broker_is_back(
     decisions_worker,
 ):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     from tests.api.conftest import key_client
     from workflows.tasks import requeue_lost_cases
 
@@ -141,9 +140,7 @@ def test_a_case_sent_while_the_broker_is_down_is_accepted_and_decided_once_the_b
     time.sleep(2)
     assert not Decision.objects.filter(case_id=case_id).exists()  # its task never reached the worker
 
-    Case.objects.filter(pk=case_id).update(created_at=timezone.now() - timedelta(minutes=5))
+    _created_minutes_ago(case_id)
     assert requeue_lost_cases() == [case_id]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not Decision.objects.filter(case_id=case_id).exists():
-        time.sleep(0.2)
+    _wait_for_decision(case_id, decisions_worker)
     assert Decision.objects.filter(case_id=case_id).count() == 1
