@@ -778,12 +778,9 @@ def _field_text_matches(q: str) -> RawSQL:
 
 def _narrowed(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
     """The organisation's cases narrowed by every filter but the search, newest first."""
-    require(actor, "case.view")
-    cases = Case.objects.filter(organization=actor.organization)
+    cases = case_list(actor=actor, split=filters.split)
     if filters.workflow is not None:
         cases = cases.filter(workflow_id=filters.workflow)
-    if filters.split:
-        cases = cases.filter(split=filters.split)
     if filters.source:
         cases = cases.filter(source=filters.source)
     if filters.status:
@@ -801,6 +798,11 @@ def _search_match(q: str) -> Q:
     return match
 
 
+# Newest first, written so that PostgreSQL sorts the matches instead of walking the newest-first
+# index (see case_search).
+_MATCHES_NEWEST_FIRST = (F("created_at").desc(nulls_last=True), F("id").desc(nulls_last=True))
+
+
 def case_search(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
     """The organisation's cases narrowed by ``filters``, newest first.
 
@@ -813,9 +815,7 @@ def case_search(*, actor: Actor, filters: CaseFilters) -> QuerySet[Case]:
     # walking the newest-first index and testing every case against the search, which is a scan
     # of the whole organisation for a rare word: the search indexes find the matches, and only
     # those are sorted. ``case_list_page`` tries the newest cases first for common words.
-    return cases.filter(_search_match(filters.q)).order_by(
-        F("created_at").desc(nulls_last=True), F("id").desc(nulls_last=True)
-    )
+    return cases.filter(_search_match(filters.q)).order_by(*_MATCHES_NEWEST_FIRST)
 
 
 # How many of the newest cases a search looks through first: a common word fills its page there
@@ -831,17 +831,13 @@ def case_list_page(
     number = max(1, number)
     start = (number - 1) * size
     wanted = slice(start, start + size + 1)  # one more than the page: is there a next one?
-    if not filters.q:
-        return _page(
-            list(_narrowed(actor=actor, filters=filters).select_related("workflow")[wanted]), number, size
-        )
-    if wanted.stop <= RECENT_WINDOW:
+    if filters.q and wanted.stop <= RECENT_WINDOW:
         recent = list(_narrowed(actor=actor, filters=filters).values_list("pk", flat=True)[:RECENT_WINDOW])
         fetched = list(
             Case.objects.filter(pk__in=recent)
             .filter(_search_match(filters.q))
             .select_related("workflow")
-            .order_by(F("created_at").desc(nulls_last=True), F("id").desc(nulls_last=True))[wanted]
+            .order_by(*_MATCHES_NEWEST_FIRST)[wanted]
         )
         # Complete when it filled the page, or when the window held every case there is.
         if len(fetched) > size or len(recent) < RECENT_WINDOW:
@@ -904,10 +900,7 @@ def _page(fetched: list[Case], number: int, size: int) -> tuple[CasePage, list[C
 
 
 def case_get(*, actor: Actor, case_id: int) -> Case:
-    require(actor, "case.view")
-    return Case.objects.select_related("workflow", "workflow_version").get(
-        organization=actor.organization, pk=case_id
-    )
+    return case_list(actor=actor).select_related("workflow", "workflow_version").get(pk=case_id)
 
 
 def case_runs(*, actor: Actor, case: Case) -> list[Run]:
@@ -926,14 +919,17 @@ def case_runs(*, actor: Actor, case: Case) -> list[Run]:
 
 
 def run_get(*, actor: Actor, run_id: int) -> Run:
-    require(actor, "decision.view")
-    return Run.objects.select_related(
-        "case__workflow",
-        "workflow_version",
-        "rubric_version__rubric",
-        "policy_version__policy",
-        "evaluation",
-    ).get(organization=actor.organization, pk=run_id)
+    return (
+        run_list(actor=actor)
+        .select_related(
+            "case__workflow",
+            "workflow_version",
+            "rubric_version__rubric",
+            "policy_version__policy",
+            "evaluation",
+        )
+        .get(pk=run_id)
+    )
 
 
 def decision_get(*, actor: Actor, decision_id: int) -> Decision:

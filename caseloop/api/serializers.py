@@ -8,6 +8,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from caseloop.audit.chain import HASHED_FIELDS
 from caseloop.audit.models import AuditEvent
 from caseloop.webhooks.models import Webhook, WebhookDelivery
 from training.models import EvaluationReport, Policy, PolicyVersion, TrainingJob, TrainingMetric
@@ -267,21 +268,8 @@ class TrainingMetricSerializer(serializers.ModelSerializer):
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "sequence",
-            "created_at",
-            "actor_kind",
-            "actor_ref",
-            "actor_label",
-            "verb",
-            "subject_type",
-            "subject_id",
-            "payload",
-            "request_id",
-            "prev_hash",
-            "hash",
-        ]
+        # The hashed fields (the organisation is implied by the key) and the chain links.
+        fields = ["id", *(name for name in HASHED_FIELDS if name != "organization_id"), "prev_hash", "hash"]
 
 
 class ChainHeadSerializer(serializers.Serializer):

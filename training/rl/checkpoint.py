@@ -148,7 +148,8 @@ def save_checkpoint(
     keep: int = 2,
 ) -> Path:
     """Write a checkpoint for ``update`` under ``root`` atomically, point LATEST at it, prune."""
-    with checkpoint_directory(root, f"{_PREFIX}{update:08d}", prefix=_PREFIX, keep=keep) as temporary:
+    name = f"{_PREFIX}{update:08d}"
+    with checkpoint_directory(root, name, prefix=_PREFIX, keep=keep) as temporary:
         torch.save(model.state_dict(), temporary / MODEL_FILE)
         torch.save(optimizer.state_dict(), temporary / OPTIMIZER_FILE)
         torch.save(dict(trainer_state), temporary / TRAINER_FILE)
@@ -174,7 +175,7 @@ def save_checkpoint(
             "files": files,
         }
         _write_json(temporary / METADATA_FILE, metadata)
-    return Path(root) / f"{_PREFIX}{update:08d}"
+    return Path(root) / name
 
 
 @contextlib.contextmanager
