@@ -4,6 +4,8 @@ own transaction, so the change and its event commit or roll back together."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
 
     from caseloop.accounts.permissions import Actor
 
-# PostgreSQL: insert the event and move the head in one statement, one round trip instead of two.
-# The WHERE re-checks the head we locked, so the event is inserted only if it extends that head.
+# PostgreSQL: insert the events and move the head in one statement, one round trip however many
+# events a change records. The WHERE re-checks the head we locked, so the events are inserted only
+# if they extend that head. The casts type the VALUES rows whatever way the driver binds parameters.
 _APPEND_SQL = """
 WITH moved AS (
     UPDATE audit_auditchainhead SET sequence = %(sequence)s, hash = %(hash)s
@@ -32,13 +35,17 @@ INSERT INTO audit_auditevent (
     organization_id, sequence, created_at, actor_kind, actor_ref, actor_label, verb,
     subject_type, subject_id, payload, request_id, prev_hash, hash
 )
-SELECT organization_id, %(sequence)s, %(created_at)s, %(actor_kind)s, %(actor_ref)s, %(actor_label)s,
-    %(verb)s, %(subject_type)s, %(subject_id)s, %(payload)s::jsonb, %(request_id)s, %(prev_hash)s, %(hash)s
-FROM moved
-RETURNING id
+SELECT moved.organization_id, e.sequence::bigint, e.created_at::timestamptz, e.actor_kind, e.actor_ref,
+    e.actor_label, e.verb, e.subject_type, e.subject_id, e.payload::jsonb, e.request_id, e.prev_hash, e.hash
+FROM moved, (VALUES {rows}) AS e(
+    sequence, created_at, actor_kind, actor_ref, actor_label, verb, subject_type, subject_id, payload,
+    request_id, prev_hash, hash
+)
+RETURNING id, sequence
 """
-# The event's attributes passed to _APPEND_SQL as they are; payload goes as canonical JSON text.
-_APPEND_FIELDS = (*(name for name in HASHED_FIELDS if name != "payload"), "prev_hash", "hash")
+# The event's attributes in the order of the VALUES rows; payload goes as canonical JSON text.
+_ROW_FIELDS = (*(name for name in HASHED_FIELDS if name != "organization_id"), "prev_hash", "hash")
+_ROW_SQL = "(" + ", ".join(f"%({{i}}_{name})s" for name in _ROW_FIELDS) + ")"
 
 
 def _number_as_stored(text: str) -> float | int:
@@ -78,28 +85,47 @@ def _locked_head(connection: BaseDatabaseWrapper, organization_id: int) -> tuple
     return head[0], head[1]
 
 
-def _append(connection: BaseDatabaseWrapper, event: AuditEvent, prev_sequence: int) -> None:
-    """Insert ``event`` and move its organisation's head to it."""
+def _append(connection: BaseDatabaseWrapper, events: list[AuditEvent], prev_sequence: int) -> None:
+    """Insert ``events`` (consecutive, extending the locked head) and move the head to the last one."""
+    first, last = events[0], events[-1]
     if connection.vendor != "postgresql":
-        event.save(force_insert=True)
-        AuditChainHead.objects.filter(pk=event.organization_id).update(
-            sequence=event.sequence, hash=event.hash
-        )
+        AuditEvent.objects.bulk_create(events)
+        AuditChainHead.objects.filter(pk=last.organization_id).update(sequence=last.sequence, hash=last.hash)
         return
-    params = {name: getattr(event, name) for name in _APPEND_FIELDS}
-    params["payload"] = canonical_json(event.payload)
-    params["prev_sequence"] = prev_sequence
+    params: dict[str, Any] = {
+        "organization_id": last.organization_id,
+        "sequence": last.sequence,
+        "hash": last.hash,
+        "prev_sequence": prev_sequence,
+        "prev_hash": first.prev_hash,
+    }
+    for i, event in enumerate(events):
+        for name in _ROW_FIELDS:
+            value = getattr(event, name)
+            params[f"{i}_{name}"] = canonical_json(value) if name == "payload" else value
+    sql = _APPEND_SQL.format(rows=", ".join(_ROW_SQL.format(i=i) for i in range(len(events))))
     with connection.cursor() as cursor:
-        cursor.execute(_APPEND_SQL, params)
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(sql, params)
+        ids = dict((sequence, pk) for pk, sequence in cursor.fetchall())
+    if len(ids) != len(events):
         # Cannot happen while we hold the head's lock; refuse rather than fork the chain if it ever does.
         raise RuntimeError(
-            f"the audit chain head of organisation {event.organization_id} moved under its lock"
+            f"the audit chain head of organisation {last.organization_id} moved under its lock"
         )
-    event.pk = row[0]
-    event._state.adding = False
-    event._state.db = connection.alias
+    for event in events:
+        event.pk = ids[event.sequence]
+        event._state.adding = False
+        event._state.db = connection.alias
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event to record: what was done (``verb``), to what (a model instance or a (type, id)
+    pair), and its details."""
+
+    verb: str
+    subject: models.Model | tuple[str, str | int]
+    payload: dict[str, Any] | None = None
 
 
 def audit_record(
@@ -113,36 +139,56 @@ def audit_record(
     """Append one event to the actor's organisation's chain. Must run inside the caller's transaction.
 
     ``request_id`` defaults to the id of the request being handled, or of the request that queued the
-    task being run (caseloop/observability.py), so the trail links each event to its request.
+    task being run (caseloop/observability.py), so the trail links each event to its request."""
+    return audit_record_many(
+        actor=actor, entries=[AuditEntry(verb, subject, payload)], request_id=request_id
+    )[0]
 
-    Two statements: lock the head (SELECT … FOR UPDATE), then insert the event and move the head.
-    The lock serialises writers of one organisation, so its chain can neither fork nor gap.
+
+def audit_record_many(
+    *, actor: Actor, entries: Sequence[AuditEntry], request_id: str | None = None
+) -> list[AuditEvent]:
+    """Append consecutive events by one actor (e.g. every step of an episode) in one go.
+
+    Two statements however many events: lock the head (SELECT … FOR UPDATE), then insert the events
+    and move the head. The lock serialises writers of one organisation, so its chain can neither
+    fork nor gap; it is held until the caller's transaction ends.
     """
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must be called inside the transaction that makes the change")
-    if isinstance(subject, models.Model):
-        subject_type, subject_id = subject._meta.label_lower, str(subject.pk)
-    else:
-        subject_type, subject_id = subject[0], str(subject[1])
+    if not entries:
+        return []
     organization = actor.organization
+    request_id = current_request_id() if request_id is None else request_id
     prev_sequence, prev_hash = _locked_head(connection, organization.pk)
-    # The keyword arguments of event_content are the model's field names, so one dict serves both.
-    fields: dict[str, Any] = {
-        "organization_id": organization.pk,
-        "sequence": prev_sequence + 1,
-        "created_at": timezone.now(),
-        "actor_kind": actor.kind,
-        "actor_ref": actor.ref,
-        "actor_label": actor.label,
-        "verb": verb,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "payload": _jsonable(payload or {}),
-        "request_id": current_request_id() if request_id is None else request_id,
-    }
-    digest = chain_hash(prev_hash, event_content(**fields))
-    event = AuditEvent(**fields, prev_hash=prev_hash, hash=digest)
-    event.organization = organization  # the actor's instance: no fetch when a caller reads event.organization
-    _append(connection, event, prev_sequence)
-    return event
+    sequence, head, now = prev_sequence, prev_hash, timezone.now()
+    events = []
+    for entry in entries:
+        subject = entry.subject
+        if isinstance(subject, models.Model):
+            subject_type, subject_id = subject._meta.label_lower, str(subject.pk)
+        else:
+            subject_type, subject_id = subject[0], str(subject[1])
+        sequence += 1
+        # The keyword arguments of event_content are the model's field names, so one dict serves both.
+        fields: dict[str, Any] = {
+            "organization_id": organization.pk,
+            "sequence": sequence,
+            "created_at": now,
+            "actor_kind": actor.kind,
+            "actor_ref": actor.ref,
+            "actor_label": actor.label,
+            "verb": entry.verb,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "payload": _jsonable(entry.payload or {}),
+            "request_id": request_id,
+        }
+        digest = chain_hash(head, event_content(**fields))
+        event = AuditEvent(**fields, prev_hash=head, hash=digest)
+        event.organization = organization  # the actor's instance: no fetch when a caller reads it
+        events.append(event)
+        head = digest
+    _append(connection, events, prev_sequence)
+    return events

@@ -15,7 +15,7 @@ from caseloop.accounts.permissions import Actor
 from caseloop.audit.chain import GENESIS_HASH, canonical_json, chain_hash, event_content
 from caseloop.audit.models import AuditChainHead, AuditEvent
 from caseloop.audit.selectors import audit_event_list, audit_verify
-from caseloop.audit.services import audit_record
+from caseloop.audit.services import AuditEntry, audit_record, audit_record_many
 from tests.factories import make_actor
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +103,60 @@ def test_audit_record_returns_the_stored_event():
         actor.label,
     )
     assert event.organization is actor.organization
+
+
+def test_a_batch_appends_consecutive_events_that_verify_as_stored():
+    actor = make_actor()
+    _record(actor, 1)
+    with transaction.atomic():
+        events = audit_record_many(
+            actor=actor,
+            entries=[
+                AuditEntry("test.batched", ("thing", i), {"i": i, "amount": 1234.5 + i}) for i in range(4)
+            ],
+        )
+        audit_record(actor=actor, verb="test.after", subject=("thing", 9))
+    assert [e.sequence for e in events] == [3, 4, 5, 6]
+    stored = {e.pk: e for e in AuditEvent.objects.filter(organization=actor.organization)}
+    for event in events:  # each returned event is its stored row
+        row = stored[event.pk]
+        assert (row.sequence, row.hash, row.prev_hash, row.payload) == (
+            event.sequence,
+            event.hash,
+            event.prev_hash,
+            event.payload,
+        )
+        assert _recomputed_hash(row) == row.hash
+    by_sequence = sorted(stored.values(), key=lambda e: e.sequence)
+    assert events[0].prev_hash == by_sequence[1].hash  # extends the event before the batch
+    assert [e.verb for e in by_sequence][-6:] == [
+        "test.event",
+        *["test.batched"] * 4,
+        "test.after",
+    ]
+    head = AuditChainHead.objects.get(organization=actor.organization)
+    assert head.sequence == 7
+    assert audit_verify(organization=actor.organization).ok
+    with transaction.atomic():
+        assert audit_record_many(actor=actor, entries=[]) == []
+    assert AuditChainHead.objects.get(organization=actor.organization).sequence == 7
+
+
+def test_a_batch_rolled_back_in_a_savepoint_leaves_no_gap():
+    actor = make_actor()
+    with transaction.atomic():
+        audit_record(actor=actor, verb="test.kept", subject=("thing", 0))
+        with pytest.raises(RuntimeError, match="the change failed"), transaction.atomic():
+            audit_record_many(actor=actor, entries=[AuditEntry("test.lost", ("thing", i)) for i in range(3)])
+            raise RuntimeError("the change failed")
+        audit_record(actor=actor, verb="test.kept", subject=("thing", 1))
+    assert not AuditEvent.objects.filter(verb="test.lost").exists()
+    assert list(
+        AuditEvent.objects.filter(organization=actor.organization)
+        .order_by("sequence")
+        .values_list("verb", flat=True)
+    )[-2:] == ["test.kept", "test.kept"]
+    assert audit_verify(organization=actor.organization).ok
 
 
 def test_chains_of_organisations_are_independent():

@@ -8,7 +8,10 @@ case is lost while a model server restarts."""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -19,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor
-from caseloop.audit.services import audit_record
+from caseloop.audit.services import AuditEntry, audit_record, audit_record_many
 from training.loading import policy_load, policy_server_ready
 from training.models import PolicyVersion, Stage
 from training.rl.lm.client import ModelServerUnavailable
@@ -51,13 +54,41 @@ logger = logging.getLogger(__name__)
 _STEP_VERBS = {"decision": "agent.decided", PARSE_ERROR: "agent.parse_error"}
 
 
+# --- environment parts cache (live decisions, evaluation, previews) ---
+# Loading a version's spec and reference tables from the database took a sixth of a sync decision
+# (bench/api.py --profile), and the claims tools index a table by the identity of its rows, so a
+# fresh copy per decision re-indexed it every time. The parts are kept per process, keyed by the
+# version's spec and every table's name and content hash (the only write path sets both), so an
+# edited or deleted table loads afresh. Shared between threads: the engine only reads them.
+ENVIRONMENT_CACHE_SIZE = 16
+_environment_cache: OrderedDict[tuple, tuple[WorkflowSpec, dict[str, list[dict]]]] = OrderedDict()
+_environment_lock = threading.Lock()
+
+
 def environment_parts(
     version: WorkflowVersion,
 ) -> tuple[WorkflowSpec, dict[str, list[dict]], dict, Pack | None]:
     """The spec, reference tables, pack tools and pack that make up a workflow version's environment."""
     workflow = version.workflow
-    spec = WorkflowSpec.from_dict(version.spec)
-    tables = {t.name: t.rows for t in ReferenceTable.objects.filter(workflow=workflow)}
+    signature = tuple(
+        ReferenceTable.objects.filter(workflow=workflow).order_by("name").values_list("pk", "content_hash")
+    )
+    key = (workflow.pk, json.dumps(version.spec, sort_keys=True), signature)
+    with _environment_lock:
+        parts = _environment_cache.get(key)
+        if parts is not None:
+            _environment_cache.move_to_end(key)
+    if parts is None:
+        spec = WorkflowSpec.from_dict(version.spec)
+        loaded = list(ReferenceTable.objects.filter(workflow=workflow).order_by("name"))
+        parts = (spec, {t.name: t.rows for t in loaded})
+        # Keyed by what was loaded: a table written between the two reads is not cached as the old one.
+        key = (workflow.pk, key[1], tuple((t.pk, t.content_hash) for t in loaded))
+        with _environment_lock:
+            _environment_cache[key] = parts
+            while len(_environment_cache) > ENVIRONMENT_CACHE_SIZE:
+                _environment_cache.popitem(last=False)
+    spec, tables = parts
     pack = get_pack(workflow.pack) if workflow.pack else None
     return spec, tables, (dict(pack.pack_tools) if pack else {}), pack
 
@@ -141,6 +172,7 @@ def run_policy(
         rubric_version_freeze(rubric_version)
     actor = Actor.for_policy(policy_version)
     steps = []
+    entries = []
     for record in trajectory.steps:
         action = record.action
         # A parse error's own reason says more than the engine's "unknown action kind".
@@ -161,22 +193,24 @@ def run_policy(
                 reward=record.reward,
             )
         )
-        audit_record(
-            actor=actor,
-            verb=_STEP_VERBS.get(action.kind, "agent.tool_called"),
-            subject=run,
-            payload={
-                "case": case.pk,
-                "step": record.index,
-                "action": action.name,
-                "arguments": action.arguments,
-                "result": record.result,
-                "error": error,
-                "explanation": action.explanation,
-                "confidence": action.confidence,
-                "probabilities": action.probabilities,
-            },
+        entries.append(
+            AuditEntry(
+                _STEP_VERBS.get(action.kind, "agent.tool_called"),
+                run,
+                {
+                    "case": case.pk,
+                    "step": record.index,
+                    "action": action.name,
+                    "arguments": action.arguments,
+                    "result": record.result,
+                    "error": error,
+                    "explanation": action.explanation,
+                    "confidence": action.confidence,
+                    "probabilities": action.probabilities,
+                },
+            )
         )
+    audit_record_many(actor=actor, entries=entries)
     Step.objects.bulk_create(steps)
     if decision is not None:
         Decision.objects.create(
