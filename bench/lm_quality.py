@@ -11,7 +11,7 @@ score and of the GRPO score). Also printed: the SFT model's score on as many tra
 cases, to show how much of the train split it has memorised. Measured, not asserted.
 
     .venv/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
-        [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-cases-per-step 4]
+        [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-cases-per-step 4] [--grpo-no-scale]
         [--grpo-extra-cases 0] [--workers 2] [--quick]
 
 ``--grpo-extra-cases N`` lets GRPO train on N fresh cases per difficulty (another generator seed)
@@ -60,6 +60,7 @@ def run_seed(task: tuple[int, dict]) -> dict:
         "group_size": 4,
         "learning_rate": options["grpo_lr"],
         "temperature": options["grpo_temperature"],
+        "scale_rewards": options["grpo_scale_rewards"],
         "max_new_tokens": 192,
     }
     started = time.perf_counter()
@@ -114,6 +115,11 @@ def main() -> None:
     parser.add_argument("--grpo-temperature", type=float, default=1.0)
     parser.add_argument("--grpo-cases-per-step", type=int, default=4)
     parser.add_argument(
+        "--grpo-no-scale",
+        action="store_true",
+        help="advantages centred within the group but not divided by its std (Dr. GRPO)",
+    )
+    parser.add_argument(
         "--grpo-extra-cases",
         type=int,
         default=0,
@@ -131,6 +137,7 @@ def main() -> None:
         "grpo_lr": args.grpo_lr,
         "grpo_temperature": args.grpo_temperature,
         "grpo_cases_per_step": args.grpo_cases_per_step,
+        "grpo_scale_rewards": not args.grpo_no_scale,
         "grpo_extra_cases": 2 if args.quick and args.grpo_extra_cases else args.grpo_extra_cases,
         "per_difficulty": 10 if args.quick else args.per_difficulty,
         "test_cases": 6 if args.quick else args.test_cases,

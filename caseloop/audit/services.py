@@ -4,7 +4,8 @@ own transaction, so the change and its event commit or roll back together."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -152,43 +153,106 @@ def audit_record_many(
 
     Two statements however many events: lock the head (SELECT … FOR UPDATE), then insert the events
     and move the head. The lock serialises writers of one organisation, so its chain can neither
-    fork nor gap; it is held until the caller's transaction ends.
+    fork nor gap; it is held until the caller's transaction ends. Inside :func:`audit_deferred` the
+    events are only buffered, and appended (numbered, hashed, stored) when that block ends.
     """
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must be called inside the transaction that makes the change")
     if not entries:
         return []
-    organization = actor.organization
     request_id = current_request_id() if request_id is None else request_id
-    prev_sequence, prev_hash = _locked_head(connection, organization.pk)
-    sequence, head, now = prev_sequence, prev_hash, timezone.now()
-    events = []
-    for entry in entries:
-        subject = entry.subject
-        if isinstance(subject, models.Model):
-            subject_type, subject_id = subject._meta.label_lower, str(subject.pk)
-        else:
-            subject_type, subject_id = subject[0], str(subject[1])
-        sequence += 1
-        # The keyword arguments of event_content are the model's field names, so one dict serves both.
-        fields: dict[str, Any] = {
-            "organization_id": organization.pk,
-            "sequence": sequence,
-            "created_at": now,
-            "actor_kind": actor.kind,
-            "actor_ref": actor.ref,
-            "actor_label": actor.label,
-            "verb": entry.verb,
-            "subject_type": subject_type,
-            "subject_id": subject_id,
-            "payload": _jsonable(entry.payload or {}),
-            "request_id": request_id,
-        }
-        digest = chain_hash(head, event_content(**fields))
-        event = AuditEvent(**fields, prev_hash=head, hash=digest)
-        event.organization = organization  # the actor's instance: no fetch when a caller reads it
-        events.append(event)
-        head = digest
-    _append(connection, events, prev_sequence)
+    events = [_event(actor, entry, request_id) for entry in entries]
+    buffer = getattr(connection, _BUFFER, None)
+    if buffer is None:
+        _chain(connection, actor.organization.pk, events)
+    else:
+        # Django forgets an on-commit callback registered inside a savepoint that rolls back: the
+        # marker tells the flush whether these events' savepoint survived.
+        marker = _Marker()
+        transaction.on_commit(marker, using=connection.alias)
+        buffer.append((marker, events))
     return events
+
+
+@contextmanager
+def audit_deferred() -> Iterator[None]:
+    """Buffer the audit events recorded in this block and append them all when it ends, still
+    inside the caller's transaction: the organisation's chain head is then locked from the end of
+    the block to the commit instead of from the first event on, so long audited units of work
+    (a live decision) of one organisation no longer run one at a time.
+
+    Events recorded inside a savepoint that rolls back are dropped, as they would have been rolled
+    back; events are numbered and timestamped when appended, in the order they were recorded.
+    Nested blocks leave the appending to the outermost. Until then a recorded event has no
+    sequence, hash or primary key, so use it only where no caller reads those.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit_deferred must be used inside the transaction that makes the change")
+    if getattr(connection, _BUFFER, None) is not None:
+        yield
+        return
+    buffer: list[tuple[_Marker, list[AuditEvent]]] = []
+    setattr(connection, _BUFFER, buffer)
+    try:
+        yield
+    finally:
+        setattr(connection, _BUFFER, None)
+        # Also when the block raised: a caller that catches the error and commits keeps the block's
+        # changes, so it keeps their events too, as without deferral; an enclosing savepoint or
+        # transaction that rolls back takes the appended events with it.
+        if not connection.needs_rollback:
+            _flush(connection, buffer)
+
+
+def _flush(connection: BaseDatabaseWrapper, buffer: list[tuple[_Marker, list[AuditEvent]]]) -> None:
+    alive = {id(func) for _, func, _ in connection.run_on_commit}
+    connection.run_on_commit = [c for c in connection.run_on_commit if not isinstance(c[1], _Marker)]
+    by_organization: dict[int, list[AuditEvent]] = {}
+    for marker, events in buffer:
+        if id(marker) in alive:
+            by_organization.setdefault(events[0].organization_id, []).extend(events)
+    for organization_id in sorted(by_organization):  # one lock order: no deadlock between flushes
+        _chain(connection, organization_id, by_organization[organization_id])
+
+
+class _Marker:
+    def __call__(self) -> None:
+        pass
+
+
+_BUFFER = "caseloop_audit_buffer"  # the deferred events of a connection's transaction, if any
+
+
+def _event(actor: Actor, entry: AuditEntry, request_id: str) -> AuditEvent:
+    """The event of ``entry``, not yet numbered, timestamped or hashed."""
+    subject = entry.subject
+    if isinstance(subject, models.Model):
+        subject_type, subject_id = subject._meta.label_lower, str(subject.pk)
+    else:
+        subject_type, subject_id = subject[0], str(subject[1])
+    event = AuditEvent(
+        organization_id=actor.organization.pk,
+        actor_kind=actor.kind,
+        actor_ref=actor.ref,
+        actor_label=actor.label,
+        verb=entry.verb,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        payload=_jsonable(entry.payload or {}),
+        request_id=request_id,
+    )
+    event.organization = actor.organization  # the actor's instance: no fetch when a caller reads it
+    return event
+
+
+def _chain(connection: BaseDatabaseWrapper, organization_id: int, events: list[AuditEvent]) -> None:
+    """Number, timestamp and hash ``events`` after the organisation's locked head, and append them."""
+    prev_sequence, head = _locked_head(connection, organization_id)
+    now = timezone.now()
+    for sequence, event in enumerate(events, start=prev_sequence + 1):
+        event.sequence, event.created_at, event.prev_hash = sequence, now, head
+        # The keyword arguments of event_content are the model's field names.
+        event.hash = head = chain_hash(head, event_content(**{f: getattr(event, f) for f in HASHED_FIELDS}))
+    _append(connection, events, prev_sequence)

@@ -15,7 +15,7 @@ from caseloop.accounts.permissions import Actor
 from caseloop.audit.chain import GENESIS_HASH, canonical_json, chain_hash, event_content
 from caseloop.audit.models import AuditChainHead, AuditEvent
 from caseloop.audit.selectors import audit_event_list, audit_verify
-from caseloop.audit.services import AuditEntry, audit_record, audit_record_many
+from caseloop.audit.services import AuditEntry, audit_deferred, audit_record, audit_record_many
 from tests.factories import make_actor
 
 pytestmark = pytest.mark.django_db
@@ -156,6 +156,55 @@ def test_a_batch_rolled_back_in_a_savepoint_leaves_no_gap():
         .order_by("sequence")
         .values_list("verb", flat=True)
     )[-2:] == ["test.kept", "test.kept"]
+    assert audit_verify(organization=actor.organization).ok
+
+
+def test_deferred_events_are_appended_in_order_when_the_block_ends_without_rolled_back_ones():
+    actor, other = make_actor(), make_actor()
+    _record(actor, 1)
+    with transaction.atomic():
+        with audit_deferred():
+            first = audit_record(actor=actor, verb="test.deferred", subject=("thing", 1))
+            assert first.pk is None and first.sequence is None  # buffered, not yet in the chain
+            assert AuditChainHead.objects.get(organization=actor.organization).sequence == 2
+            with pytest.raises(RuntimeError, match="the change failed"), transaction.atomic():
+                audit_record(actor=actor, verb="test.lost", subject=("thing", 2))
+                raise RuntimeError("the change failed")
+            with audit_deferred():  # nested: the outer block appends
+                audit_record_many(
+                    actor=actor, entries=[AuditEntry("test.deferred", ("thing", i)) for i in (3, 4)]
+                )
+            audit_record(actor=other, verb="test.other", subject=("thing", 5))
+            with transaction.atomic():  # a released savepoint keeps its events
+                audit_record(actor=actor, verb="test.deferred", subject=("thing", 6))
+        assert first.sequence == 3 and first.pk is not None
+    ours = list(AuditEvent.objects.filter(organization=actor.organization).order_by("sequence"))
+    assert [(e.verb, e.subject_id) for e in ours][-4:] == [
+        ("test.deferred", "1"),
+        ("test.deferred", "3"),
+        ("test.deferred", "4"),
+        ("test.deferred", "6"),
+    ]
+    assert [e.sequence for e in ours] == list(range(1, len(ours) + 1))
+    assert not AuditEvent.objects.filter(verb="test.lost").exists()
+    assert AuditEvent.objects.get(organization=other.organization, verb="test.other").sequence == 2
+    assert audit_verify().ok
+
+
+def test_deferred_events_of_a_failed_block_are_not_appended():
+    actor = make_actor()
+    with pytest.raises(RuntimeError, match="the change failed"), transaction.atomic(), audit_deferred():
+        audit_record(actor=actor, verb="test.lost", subject=("thing", 1))
+        raise RuntimeError("the change failed")
+    with transaction.atomic(), audit_deferred():
+        audit_record(actor=actor, verb="test.kept", subject=("thing", 2))
+    # An error caught inside the transaction keeps the block's changes, so it keeps their events.
+    with transaction.atomic():
+        with pytest.raises(RuntimeError, match="caught"), audit_deferred():
+            audit_record(actor=actor, verb="test.kept", subject=("thing", 3))
+            raise RuntimeError("caught")
+    assert not AuditEvent.objects.filter(verb="test.lost").exists()
+    assert list(AuditEvent.objects.filter(verb="test.kept").values_list("sequence", flat=True)) == [2, 3]
     assert audit_verify(organization=actor.organization).ok
 
 

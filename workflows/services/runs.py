@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from caseloop.accounts.permissions import Actor
-from caseloop.audit.services import AuditEntry, audit_record, audit_record_many
+from caseloop.audit.services import AuditEntry, audit_deferred, audit_record, audit_record_many
 from training.loading import policy_load, policy_server_ready
 from training.models import PolicyVersion, Stage
 from training.rl.lm.client import ModelServerUnavailable
@@ -245,6 +245,13 @@ def case_decide(*, case_id: int) -> Decision | None:
 
 @transaction.atomic
 def _case_decide(*, case_id: int) -> Decision | None:
+    # The decision's audit events are appended when it is made, not as it goes: the organisation's
+    # chain head is locked from there to the commit only (see audit_deferred).
+    with audit_deferred():
+        return _decide_queued_case(case_id=case_id)
+
+
+def _decide_queued_case(*, case_id: int) -> Decision | None:
     from workflows.selectors import production_policy_version
 
     case = (

@@ -17,6 +17,7 @@ from caseloop.api.errors import django_validation_errors
 from caseloop.api.schema import PAGE_PARAMETERS, paginated
 from caseloop.api.serializers import CaseSerializer
 from caseloop.api.views.workflows import workflow_of
+from caseloop.audit.services import audit_deferred
 from workflows.models import Case, CaseSource, CaseStatus, Decision, Split
 from workflows.selectors import workflow_list
 from workflows.services import case_create, case_decide
@@ -84,7 +85,9 @@ class CasesView(ApiView):
         workflow = self.get_one(workflow_list(actor=self.actor), data.pop("workflow"), "workflow")
         sync = False
         decision = None
-        with transaction.atomic():
+        # Audit events appended at the end: the organisation's chain is locked for the commit only,
+        # not for the whole decision, so sync decisions of one organisation run side by side.
+        with transaction.atomic(), audit_deferred():
             case = case_create(actor=self.actor, workflow=workflow, source=CaseSource.API, **data)
             if decide == "sync" and case.status == CaseStatus.QUEUED:
                 sync = True
