@@ -255,4 +255,8 @@ def _chain(connection: BaseDatabaseWrapper, organization_id: int, events: list[A
         event.sequence, event.created_at, event.prev_hash = sequence, now, head
         # The keyword arguments of event_content are the model's field names.
         event.hash = head = chain_hash(head, event_content(**{f: getattr(event, f) for f in HASHED_FIELDS}))
-    _append(connection, events, prev_sequence)
+    for start in range(0, len(events), _APPEND_BATCH):  # bounded statements (parameters) per append
+        _append(connection, events[start : start + _APPEND_BATCH], prev_sequence + start)
+
+
+_APPEND_BATCH = 500

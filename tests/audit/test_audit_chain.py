@@ -142,6 +142,18 @@ def test_a_batch_appends_consecutive_events_that_verify_as_stored():
     assert AuditChainHead.objects.get(organization=actor.organization).sequence == 7
 
 
+def test_a_batch_larger_than_one_statement_takes_is_appended_in_parts_that_chain():
+    actor = make_actor()
+    with transaction.atomic():
+        events = audit_record_many(
+            actor=actor, entries=[AuditEntry("test.many", ("thing", i), {"i": i}) for i in range(1201)]
+        )
+    assert [e.sequence for e in events] == list(range(2, 1203))
+    assert AuditEvent.objects.filter(organization=actor.organization, verb="test.many").count() == 1201
+    assert AuditChainHead.objects.get(organization=actor.organization).sequence == 1202
+    assert audit_verify(organization=actor.organization).ok
+
+
 def test_a_batch_rolled_back_in_a_savepoint_leaves_no_gap():
     actor = make_actor()
     with transaction.atomic():
@@ -199,10 +211,9 @@ def test_deferred_events_of_a_failed_block_are_not_appended():
     with transaction.atomic(), audit_deferred():
         audit_record(actor=actor, verb="test.kept", subject=("thing", 2))
     # An error caught inside the transaction keeps the block's changes, so it keeps their events.
-    with transaction.atomic():
-        with pytest.raises(RuntimeError, match="caught"), audit_deferred():
-            audit_record(actor=actor, verb="test.kept", subject=("thing", 3))
-            raise RuntimeError("caught")
+    with transaction.atomic(), pytest.raises(RuntimeError, match="caught"), audit_deferred():
+        audit_record(actor=actor, verb="test.kept", subject=("thing", 3))
+        raise RuntimeError("caught")
     assert not AuditEvent.objects.filter(verb="test.lost").exists()
     assert list(AuditEvent.objects.filter(verb="test.kept").values_list("sequence", flat=True)) == [2, 3]
     assert audit_verify(organization=actor.organization).ok

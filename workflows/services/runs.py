@@ -58,8 +58,9 @@ _STEP_VERBS = {"decision": "agent.decided", PARSE_ERROR: "agent.parse_error"}
 # Loading a version's spec and reference tables from the database took a sixth of a sync decision
 # (bench/api.py --profile), and the claims tools index a table by the identity of its rows, so a
 # fresh copy per decision re-indexed it every time. The parts are kept per process, keyed by the
-# version's spec and every table's name and content hash (the only write path sets both), so an
-# edited or deleted table loads afresh. Shared between threads: the engine only reads them.
+# version's spec and every table's id, name and content hash (the only write path sets the hash with
+# the rows), so an edited, added or deleted table loads afresh. Shared between threads: the engine
+# only reads them.
 ENVIRONMENT_CACHE_SIZE = 16
 _environment_cache: OrderedDict[tuple, tuple[WorkflowSpec, dict[str, list[dict]]]] = OrderedDict()
 _environment_lock = threading.Lock()
@@ -71,7 +72,9 @@ def environment_parts(
     """The spec, reference tables, pack tools and pack that make up a workflow version's environment."""
     workflow = version.workflow
     signature = tuple(
-        ReferenceTable.objects.filter(workflow=workflow).order_by("name").values_list("pk", "content_hash")
+        ReferenceTable.objects.filter(workflow=workflow)
+        .order_by("name")
+        .values_list("pk", "name", "content_hash")
     )
     key = (workflow.pk, json.dumps(version.spec, sort_keys=True), signature)
     with _environment_lock:
@@ -83,7 +86,7 @@ def environment_parts(
         loaded = list(ReferenceTable.objects.filter(workflow=workflow).order_by("name"))
         parts = (spec, {t.name: t.rows for t in loaded})
         # Keyed by what was loaded: a table written between the two reads is not cached as the old one.
-        key = (workflow.pk, key[1], tuple((t.pk, t.content_hash) for t in loaded))
+        key = (workflow.pk, key[1], tuple((t.pk, t.name, t.content_hash) for t in loaded))
         with _environment_lock:
             _environment_cache[key] = parts
             while len(_environment_cache) > ENVIRONMENT_CACHE_SIZE:
