@@ -107,7 +107,7 @@ def _append(connection: BaseDatabaseWrapper, events: list[AuditEvent], prev_sequ
     sql = _APPEND_SQL.format(rows=", ".join(_ROW_SQL.format(i=i) for i in range(len(events))))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        ids = dict((sequence, pk) for pk, sequence in cursor.fetchall())
+        ids = {sequence: pk for pk, sequence in cursor.fetchall()}
     if len(ids) != len(events):
         # Cannot happen while we hold the head's lock; refuse rather than fork the chain if it ever does.
         raise RuntimeError(

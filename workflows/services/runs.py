@@ -246,45 +246,40 @@ def case_decide(*, case_id: int) -> Decision | None:
         return None
 
 
-@transaction.atomic
 def _case_decide(*, case_id: int) -> Decision | None:
     # The decision's audit events are appended when it is made, not as it goes: the organisation's
     # chain head is locked from there to the commit only (see audit_deferred).
-    with audit_deferred():
-        return _decide_queued_case(case_id=case_id)
+    with transaction.atomic(), audit_deferred():
+        from workflows.selectors import production_policy_version
 
-
-def _decide_queued_case(*, case_id: int) -> Decision | None:
-    from workflows.selectors import production_policy_version
-
-    case = (
-        # of=("self",): lock the case row only. Locking the joined workflow row too deadlocked with
-        # concurrent case creation (its deferred foreign-key check) holding the audit chain's lock.
-        Case.objects.select_for_update(of=("self",))
-        .select_related("workflow", "workflow_version__workflow")
-        .filter(pk=case_id, status=CaseStatus.QUEUED)
-        .first()
-    )
-    if case is None:
-        return None
-    policy_version = production_policy_version(workflow=case.workflow)
-    if policy_version is None:
-        return None  # stays queued; decided once a version is promoted
-    run = run_policy(policy_version=policy_version, case=case, live=True)
-    case.status = CaseStatus.DECIDED
-    case.save(update_fields=["status"])
-    decision = getattr(run, "decision", None)
-    if decision is None:
-        audit_record(
-            actor=Actor.for_policy(policy_version),
-            verb="case.undecided",
-            subject=case,
-            payload={"run": run.pk, "reason": "the policy ran out of steps without deciding"},
+        case = (
+            # of=("self",): lock the case row only. Locking the joined workflow row too deadlocked with
+            # concurrent case creation (its deferred foreign-key check) holding the audit chain's lock.
+            Case.objects.select_for_update(of=("self",))
+            .select_related("workflow", "workflow_version__workflow")
+            .filter(pk=case_id, status=CaseStatus.QUEUED)
+            .first()
         )
-    else:
-        decision = decision_route(decision=decision, stage=policy_version.stage)
-    _decide_in_shadow(case)
-    return decision
+        if case is None:
+            return None
+        policy_version = production_policy_version(workflow=case.workflow)
+        if policy_version is None:
+            return None  # stays queued; decided once a version is promoted
+        run = run_policy(policy_version=policy_version, case=case, live=True)
+        case.status = CaseStatus.DECIDED
+        case.save(update_fields=["status"])
+        decision = getattr(run, "decision", None)
+        if decision is None:
+            audit_record(
+                actor=Actor.for_policy(policy_version),
+                verb="case.undecided",
+                subject=case,
+                payload={"run": run.pk, "reason": "the policy ran out of steps without deciding"},
+            )
+        else:
+            decision = decision_route(decision=decision, stage=policy_version.stage)
+        _decide_in_shadow(case)
+        return decision
 
 
 def _decide_in_shadow(case: Case) -> None:
