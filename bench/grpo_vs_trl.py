@@ -15,8 +15,15 @@ Reported: seconds per training step (wall time of the whole train call divided b
 the mean training reward of the last steps, and the mean greedy reward on held-out prompts after
 N steps, for both, with the speed ratio. Target: ours at least 1.5x faster at equal reward.
 
+``--replay`` separates the update from the data: TRL's batches (prompt and completion ids, masks,
+advantages) are recorded as its trainer computes its loss, then fed, in order, to our
+``grpo_loss`` and optimizer from a fresh copy of the start model. Printed per seed: how far the
+replayed model ends from TRL's (parameter distance over TRL's own distance travelled) and its
+held-out reward beside TRL's. Equal models mean any gap in reward comes from the batches each
+side sampled, not from how it learns from them.
+
     .venv/bin/python bench/grpo_vs_trl.py [--steps 20] [--group 4] [--prompts 4] [--sft-steps 150]
-                                                  [--seeds 0 1 2]
+                                                  [--seeds 0 1 2] [--replay]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -118,7 +126,7 @@ def run_ours(bundle, world, args) -> dict:
     return {"seconds_per_step": seconds / args.steps, "train_rewards": rewards}
 
 
-def run_trl(bundle, world, args, output_dir: str) -> dict:
+def run_trl(bundle, world, args, output_dir: str, record: list | None = None) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -170,7 +178,8 @@ def run_trl(bundle, world, args, output_dir: str) -> dict:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    trainer = GRPOTrainer(
+    trainer_class = GRPOTrainer if record is None else _recording_trainer(GRPOTrainer, record)
+    trainer = trainer_class(
         model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer
     )
     started = time.perf_counter()
@@ -178,6 +187,64 @@ def run_trl(bundle, world, args, output_dir: str) -> dict:
     seconds = time.perf_counter() - started
     rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
     return {"seconds_per_step": seconds / args.steps, "train_rewards": rewards}
+
+
+_BATCH_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages")
+
+
+def _recording_trainer(base, record: list):
+    """A GRPOTrainer that keeps a copy of every batch its loss is computed on."""
+
+    class Recording(base):
+        def _compute_loss(self, model, inputs):
+            record.append({key: inputs[key].detach().clone() for key in _BATCH_KEYS})
+            return super()._compute_loss(model, inputs)
+
+    return Recording
+
+
+def replay(bundle, batches: list[dict], args) -> None:
+    """Our update on TRL's recorded batches: ``grpo_loss``, global norm clip 1.0, AdamW, as ``run_ours``."""
+    from training.rl.lm.config import GRPOConfig
+    from training.rl.lm.grpo import grpo_loss
+
+    model = bundle.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    config = GRPOConfig(cases_per_step=args.prompts, group_size=args.group, learning_rate=args.lr)
+    model.train()
+    for batch in batches:
+        episodes = []
+        for row in range(batch["prompt_ids"].shape[0]):
+            prompt = batch["prompt_ids"][row][batch["prompt_mask"][row].bool()].tolist()
+            completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()].tolist()
+            episodes.append(
+                SimpleNamespace(
+                    token_ids=prompt + completion,
+                    agent_mask=[False] * len(prompt) + [True] * len(completion),
+                    prompt_length=len(prompt),
+                )
+            )
+        advantages = batch["advantages"].float()
+        keep = [row for row in range(len(episodes)) if float(advantages[row]) != 0.0]
+        optimizer.zero_grad(set_to_none=True)
+        if keep:
+            loss, _ = grpo_loss(
+                model,
+                [episodes[row] for row in keep],
+                advantages[keep],
+                config=config,
+                pad_token_id=bundle.tokenizer.pad_token_id,
+                total_agent_tokens=int(batch["completion_mask"].sum()),
+            )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), config.max_grad_norm)
+            optimizer.step()
+
+
+def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    """Euclidean distance between two models' parameters (same architecture)."""
+    pairs = zip(a.parameters(), b.parameters(), strict=True)
+    return sum(float((x.detach() - y.detach()).norm() ** 2) for x, y in pairs) ** 0.5
 
 
 def main() -> None:
@@ -191,6 +258,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the start model")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="GRPO seeds, one run per side each"
+    )
+    parser.add_argument(
+        "--replay", action="store_true", help="also replay TRL's batches through our update (see above)"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -227,17 +297,28 @@ def main() -> None:
         # mean over seeds, beside its spread (RL on 20 steps is noisy, one seed says little).
         ours: dict = {"timings": [], "eval": [], "train": []}
         trl: dict = {"timings": [], "eval": [], "train": []}
+        replays: list[str] = []
         for seed in args.seeds:
             run_args = argparse.Namespace(**{**vars(args), "seed": seed})
             for side, runner in ((ours, run_ours), (trl, run_trl)):
                 bundle = load_bundle(checkpoint)
+                batches: list[dict] | None = [] if args.replay and runner is run_trl else None
                 if runner is run_trl:
-                    result = run_trl(bundle, world, run_args, str(Path(directory) / f"trl-{seed}"))
+                    result = run_trl(bundle, world, run_args, str(Path(directory) / f"trl-{seed}"), batches)
                 else:
                     result = run_ours(bundle, world, run_args)
                 side["timings"].append(result["seconds_per_step"])
                 side["train"].append(statistics.fmean(result["train_rewards"][-max(1, args.steps // 4) :]))
                 side["eval"].append(evaluate(bundle, world, held_out))
+                if batches is not None:
+                    replayed = load_bundle(checkpoint)
+                    replay(replayed, batches, run_args)
+                    travelled = _distance(bundle.model, load_bundle(checkpoint).model)
+                    replays.append(
+                        f"seed {seed}: |replayed - TRL| / |TRL - start| = "
+                        f"{_distance(replayed.model, bundle.model) / max(travelled, 1e-12):.3f}, held-out "
+                        f"replayed {evaluate(replayed, world, held_out):.3f} vs TRL {side['eval'][-1]:.3f}"
+                    )
 
     def spread(values: list[float]) -> str:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -257,6 +338,8 @@ def main() -> None:
             f"{', '.join(f'{t:.2f}' for t in side['timings']):>22}{spread(side['train']):>16}"
             f"{spread(side['eval']):>18}  {', '.join(f'{r:.3f}' for r in side['eval'])}"
         )
+    for line in replays:
+        print(f"TRL's batches through our update, {line}")
     speed = statistics.median(trl["timings"]) / statistics.median(ours["timings"])
     gap = statistics.fmean(ours["eval"]) - statistics.fmean(trl["eval"])
     noise = max(statistics.stdev(ours["eval"]), statistics.stdev(trl["eval"])) if len(args.seeds) > 1 else 0.0

@@ -11,11 +11,15 @@ score and of the GRPO score). Also printed: the SFT model's score on as many tra
 cases, to show how much of the train split it has memorised. Measured, not asserted.
 
     .venv/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
-        [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-cases-per-step 4] [--grpo-no-scale]
-        [--grpo-extra-cases 0] [--workers 2] [--quick]
+        [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-kl 0.0] [--grpo-cases-per-step 4]
+        [--grpo-no-scale] [--grpo-extra-cases 0] [--per-difficulty 100] [--eval-fresh 0] [--workers 2]
+        [--quick]
 
 ``--grpo-extra-cases N`` lets GRPO train on N fresh cases per difficulty (another generator seed)
-besides the train split, which SFT has seen many times over.
+besides the train split, which SFT has seen many times over. ``--eval-fresh N`` also evaluates
+both models on N cases per difficulty from a third generator seed, which neither SFT nor GRPO saw.
+The gain is also given paired (each seed's GRPO score minus its own SFT score), with its std over
+seeds: the run-to-run noise of the gain itself, beside the noise of the scores.
 
 Seeds run in ``--workers`` processes at once (one torch thread each): two on a two-core machine.
 Sizes: see ``lm_common.BENCH_MODEL`` (0.4M parameters); the split is 280 train / 60 validation /
@@ -48,6 +52,7 @@ def run_seed(task: tuple[int, dict]) -> dict:
     world = claims_world(per_difficulty=options["per_difficulty"])
     test = world.test[: options["test_cases"]]
     grpo_cases = [*world.train, *fresh_cases(world, options["grpo_extra_cases"])]
+    unseen = fresh_cases(world, options["eval_fresh"], seed=13)
     base = {
         "seed": seed,
         "model": BENCH_MODEL,
@@ -60,6 +65,7 @@ def run_seed(task: tuple[int, dict]) -> dict:
         "group_size": 4,
         "learning_rate": options["grpo_lr"],
         "temperature": options["grpo_temperature"],
+        "kl_coef": options["grpo_kl"],
         "scale_rewards": options["grpo_scale_rewards"],
         "max_new_tokens": 192,
     }
@@ -76,10 +82,12 @@ def run_seed(task: tuple[int, dict]) -> dict:
         sft_s = time.perf_counter() - started
         sft_eval = evaluate_greedy(sft.bundle, world.env_factory, test)
         sft_train_eval = evaluate_greedy(sft.bundle, world.env_factory, world.train[: options["test_cases"]])
+        sft_unseen = evaluate_greedy(sft.bundle, world.env_factory, unseen) if unseen else None
         tick = time.perf_counter()
         full = train(LMTrainConfig.from_dict({**base, "grpo": grpo}), **kwargs)  # resumes after SFT
         grpo_s = time.perf_counter() - tick
         grpo_eval = evaluate_greedy(full.bundle, world.env_factory, test)
+        grpo_unseen = evaluate_greedy(full.bundle, world.env_factory, unseen) if unseen else None
     train_reward = [m["reward/mean"] for m in full.history]
     return {
         "seed": seed,
@@ -89,6 +97,8 @@ def run_seed(task: tuple[int, dict]) -> dict:
         "sft_score": sft_eval["score/mean"],
         "sft_train_score": sft_train_eval["score/mean"],
         "sft_decided": sft_eval["episode/decided"],
+        "sft_unseen_score": sft_unseen["score/mean"] if sft_unseen else None,
+        "grpo_unseen_score": grpo_unseen["score/mean"] if grpo_unseen else None,
         "grpo_parse_error_rate": grpo_eval["parse_error/rate"],
         "grpo_score": grpo_eval["score/mean"],
         "grpo_decided": grpo_eval["episode/decided"],
@@ -113,6 +123,7 @@ def main() -> None:
     parser.add_argument("--grpo-steps", type=int, default=20)
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--grpo-temperature", type=float, default=1.0)
+    parser.add_argument("--grpo-kl", type=float, default=0.0, help="k3 KL coefficient to the SFT model")
     parser.add_argument("--grpo-cases-per-step", type=int, default=4)
     parser.add_argument(
         "--grpo-no-scale",
@@ -127,6 +138,9 @@ def main() -> None:
     )
     parser.add_argument("--per-difficulty", type=int, default=100, help="cases generated per difficulty")
     parser.add_argument("--test-cases", type=int, default=60, help="evaluate on at most this many test cases")
+    parser.add_argument(
+        "--eval-fresh", type=int, default=0, help="also evaluate on this many unseen cases per difficulty"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny budgets")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -137,10 +151,12 @@ def main() -> None:
         "grpo_lr": args.grpo_lr,
         "grpo_temperature": args.grpo_temperature,
         "grpo_cases_per_step": args.grpo_cases_per_step,
+        "grpo_kl": args.grpo_kl,
         "grpo_scale_rewards": not args.grpo_no_scale,
         "grpo_extra_cases": 2 if args.quick and args.grpo_extra_cases else args.grpo_extra_cases,
         "per_difficulty": 10 if args.quick else args.per_difficulty,
         "test_cases": 6 if args.quick else args.test_cases,
+        "eval_fresh": min(args.eval_fresh, 2) if args.quick else args.eval_fresh,
     }
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
@@ -168,13 +184,26 @@ def main() -> None:
     print(f"\nparse-error rate after SFT: {_mean_std(parse)} (target < 0.01)")
     print(f"SFT score:  {_mean_std(sft)}")
     print(f"GRPO score: {_mean_std(grpo)}")
-    print(f"GRPO gain:  {_mean_std(gains)}")
+    print(f"GRPO gain:  {_mean_std(gains)} (per seed: {', '.join(f'{g:+.3f}' for g in gains)})")
     if len(results) > 1:
         noise = max(statistics.stdev(sft), statistics.stdev(grpo))
         gain = statistics.fmean(gains)
         verdict = "larger" if gain > noise else "NOT larger"
         print(
-            f"mean gain {gain:+.3f} is {verdict} than the run-to-run noise {noise:.3f} (max std over seeds)"
+            f"mean gain {gain:+.3f} is {verdict} than the run-to-run noise of the scores {noise:.3f} "
+            "(max std over seeds of the SFT and the GRPO score)"
+        )
+        paired = statistics.stdev(gains)
+        verdict = "larger" if gain > paired else "NOT larger"
+        print(f"mean gain {gain:+.3f} is {verdict} than the run-to-run noise of the gain {paired:.3f}")
+    if results[0]["sft_unseen_score"] is not None:
+        sft_u = [r["sft_unseen_score"] for r in results]
+        grpo_u = [r["grpo_unseen_score"] for r in results]
+        gains_u = [g - s for g, s in zip(grpo_u, sft_u, strict=True)]
+        print(
+            f"unseen cases ({options['eval_fresh']} per difficulty): SFT {_mean_std(sft_u)}, "
+            f"GRPO {_mean_std(grpo_u)}, gain {_mean_std(gains_u)} "
+            f"(per seed: {', '.join(f'{g:+.3f}' for g in gains_u)})"
         )
     print(f"wall time {wall:.0f}s with {args.workers} worker processes")
     if args.json:
