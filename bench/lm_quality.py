@@ -12,7 +12,7 @@ cases, to show how much of the train split it has memorised. Measured, not asser
 
     .venv/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
         [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-kl 0.0] [--grpo-cases-per-step 4]
-        [--grpo-no-scale] [--grpo-extra-cases 0] [--per-difficulty 100] [--eval-fresh 0] [--workers 2]
+        [--grpo-group-size 4] [--grpo-engine torch] [--grpo-no-scale] [--grpo-extra-cases 0] [--per-difficulty 100] [--eval-fresh 0] [--workers 2]
         [--quick]
 
 ``--grpo-extra-cases N`` lets GRPO train on N fresh cases per difficulty (another generator seed)
@@ -62,7 +62,8 @@ def run_seed(task: tuple[int, dict]) -> dict:
     grpo = {
         "steps": options["grpo_steps"],
         "cases_per_step": options["grpo_cases_per_step"],
-        "group_size": 4,
+        "group_size": options["grpo_group_size"],
+        "engine": options["grpo_engine"],
         "learning_rate": options["grpo_lr"],
         "temperature": options["grpo_temperature"],
         "kl_coef": options["grpo_kl"],
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--grpo-temperature", type=float, default=1.0)
     parser.add_argument("--grpo-kl", type=float, default=0.0, help="k3 KL coefficient to the SFT model")
     parser.add_argument("--grpo-cases-per-step", type=int, default=4)
+    parser.add_argument("--grpo-group-size", type=int, default=4)
+    parser.add_argument("--grpo-engine", choices=["torch", "vllm"], default="torch", help="rollout engine")
     parser.add_argument(
         "--grpo-no-scale",
         action="store_true",
@@ -151,6 +154,8 @@ def main() -> None:
         "grpo_lr": args.grpo_lr,
         "grpo_temperature": args.grpo_temperature,
         "grpo_cases_per_step": args.grpo_cases_per_step,
+        "grpo_group_size": args.grpo_group_size,
+        "grpo_engine": args.grpo_engine,
         "grpo_kl": args.grpo_kl,
         "grpo_scale_rewards": not args.grpo_no_scale,
         "grpo_extra_cases": 2 if args.quick and args.grpo_extra_cases else args.grpo_extra_cases,

@@ -20,7 +20,13 @@ from training.rl.lm.checkpoint import LMCheckpointError, latest_lm_checkpoint, l
 from training.rl.lm.config import GRPOConfig  # noqa: E402
 from training.rl.lm.demos import demonstrations, encode_demonstrations  # noqa: E402
 from training.rl.lm.engines import TorchEngine  # noqa: E402
-from training.rl.lm.grpo import episode_metrics, group_advantages, grpo_loss, grpo_step  # noqa: E402
+from training.rl.lm.grpo import (  # noqa: E402
+    episode_metrics,
+    group_advantages,
+    grpo_loss,
+    grpo_step,
+    sample_cases,
+)
 from training.rl.lm.modeling import workflow_names  # noqa: E402
 from training.rl.lm.rollout import TokenCodec, run_episodes  # noqa: E402
 from workflows.engine import Outcome  # noqa: E402
@@ -138,6 +144,18 @@ def test_group_advantages_are_normalised_within_each_group():
     assert torch.all(advantages[4:] == 0)
     unscaled, _ = group_advantages(rewards, group_size=4, scale=False)
     assert torch.allclose(unscaled[:4], torch.tensor([0.5, -0.5, 0.5, -0.5]))
+
+
+def test_grpo_walks_shuffled_passes_over_the_cases_and_draws_the_same_ones_again():
+    cases = list(range(10))
+    drawn = [sample_cases(cases, seed=3, step=step, count=4) for step in range(1, 11)]
+    walk = [case for step_cases in drawn for case in step_cases]
+    passes = [walk[i : i + 10] for i in range(0, 40, 10)]
+    assert all(sorted(one_pass) == cases for one_pass in passes)  # every case once per pass
+    assert len({tuple(one_pass) for one_pass in passes}) == 4  # a new order each pass
+    assert drawn == [sample_cases(cases, seed=3, step=step, count=4) for step in range(1, 11)]
+    assert drawn != [sample_cases(cases, seed=4, step=step, count=4) for step in range(1, 11)]
+    assert sample_cases([], seed=3, step=1, count=4) == []
 
 
 def test_the_grpo_loss_counts_only_agent_tokens_and_a_kl_to_itself_is_zero(sft_run, lm_world):

@@ -2,7 +2,8 @@
 
 You are in the language-model policy's gym. One GRPO step (:func:`grpo_step`):
 
-1. **Rollout** — sample ``cases_per_step`` training cases and play ``group_size`` episodes of
+1. **Rollout** — take the next ``cases_per_step`` training cases (:func:`sample_cases`: shuffled
+   passes, each case once per pass) and play ``group_size`` episodes of
    each with the rollout engine at ``temperature`` (``rollout.run_episodes``): whole multi-turn
    episodes, the environment answering every line.
 2. **Rewards and advantages** — an episode's reward is the environment's return (the rubric's
@@ -47,6 +48,7 @@ How this departs from the GRPO paper (Shao et al., 2024, DeepSeekMath):
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -65,13 +67,24 @@ EPS = 1e-4
 
 
 def sample_cases(cases: Sequence[CaseData], *, seed: int, step: int, count: int) -> list[CaseData]:
-    """The cases of step ``step`` (seeded per step, so a resumed run draws the same ones)."""
-    rng = random.Random(f"grpo:{seed}:{step}")
-    if count >= len(cases):
-        chosen = list(cases)
-        rng.shuffle(chosen)
-        return chosen[:count]
-    return rng.sample(list(cases), count)
+    """The cases of step ``step``: the next ``count`` of a seeded walk through shuffled passes over
+    ``cases`` (every case once per pass, a new order each pass), so a resumed run draws the same
+    ones and no case comes round again before all the others have."""
+    if not cases:
+        return []
+    start = (step - 1) * count
+    chosen = []
+    for position in range(start, start + count):
+        epoch, index = divmod(position, len(cases))
+        chosen.append(cases[_pass_order(len(cases), seed, epoch)[index]])
+    return chosen
+
+
+@functools.lru_cache(maxsize=4)
+def _pass_order(size: int, seed: int, epoch: int) -> tuple[int, ...]:
+    order = list(range(size))
+    random.Random(f"grpo:{seed}:{epoch}").shuffle(order)
+    return tuple(order)
 
 
 def group_advantages(rewards_E: torch.Tensor, *, group_size: int, scale: bool) -> tuple[torch.Tensor, int]:
