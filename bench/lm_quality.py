@@ -12,8 +12,8 @@ cases, to show how much of the train split it has memorised. Measured, not asser
 
     .venv/bin/python bench/lm_quality.py [--seeds 0 1 2] [--sft-steps 300] [--grpo-steps 20]
         [--grpo-lr 1e-4] [--grpo-temperature 1.0] [--grpo-kl 0.0] [--grpo-cases-per-step 4]
-        [--grpo-group-size 4] [--grpo-engine torch] [--grpo-no-scale] [--grpo-extra-cases 0] [--per-difficulty 100] [--eval-fresh 0] [--workers 2]
-        [--quick]
+        [--grpo-group-size 4] [--grpo-engine torch] [--grpo-no-scale] [--grpo-extra-cases 0]
+        [--per-difficulty 100] [--test-cases 60] [--eval-fresh 0] [--workers 2] [--quick]
 
 ``--grpo-extra-cases N`` lets GRPO train on N fresh cases per difficulty (another generator seed)
 besides the train split, which SFT has seen many times over. ``--eval-fresh N`` also evaluates
