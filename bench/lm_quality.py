@@ -165,8 +165,13 @@ def main() -> None:
     }
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
+    results = []
     with context.Pool(min(args.workers, len(args.seeds))) as pool:
-        results = pool.map(run_seed, [(seed, options) for seed in args.seeds])
+        for result in pool.imap_unordered(run_seed, [(seed, options) for seed in args.seeds]):
+            # A line per seed as it ends, so a long run that is stopped keeps what it measured.
+            print(f"seed {result['seed']} done: {json.dumps(result)}", flush=True)
+            results.append(result)
+    results.sort(key=lambda r: r["seed"])
     wall = time.perf_counter() - started
     print(f"\nlanguage-model policy on the claims test split, {options}")
     print(
