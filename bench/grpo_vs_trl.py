@@ -17,7 +17,7 @@ N steps, for both, with the speed ratio. Target: ours at least 1.5x faster at eq
 
 ``--replay`` separates the update from the data: TRL's batches (prompt and completion ids, masks,
 advantages) are recorded as its trainer computes its loss, then fed, in order, to our
-``grpo_loss`` and optimizer from a fresh copy of the start model. Printed per seed: how far the
+``grpo_update`` and optimizer from a fresh copy of the start model. Printed per seed: how far the
 replayed model ends from TRL's (parameter distance over TRL's own distance travelled) and its
 held-out reward beside TRL's. Equal models mean any gap in reward comes from the batches each
 side sampled, not from how it learns from them.
@@ -204,14 +204,19 @@ def _recording_trainer(base, record: list):
 
 
 def replay(bundle, batches: list[dict], args) -> None:
-    """Our update on TRL's recorded batches: ``grpo_loss``, global norm clip 1.0, AdamW, as ``run_ours``."""
+    """Our update (``grpo_update``, the one ``grpo_step`` runs) on TRL's recorded batches, with
+    AdamW as ``run_ours``."""
     from training.rl.lm.config import GRPOConfig
-    from training.rl.lm.grpo import grpo_loss
+    from training.rl.lm.grpo import grpo_update
 
     model = bundle.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    config = GRPOConfig(cases_per_step=args.prompts, group_size=args.group, learning_rate=args.lr)
-    model.train()
+    config = GRPOConfig(
+        cases_per_step=args.prompts,
+        group_size=args.group,
+        learning_rate=args.lr,
+        microbatch_size=args.prompts * args.group,
+    )
     for batch in batches:
         episodes = []
         for row in range(batch["prompt_ids"].shape[0]):
@@ -224,21 +229,14 @@ def replay(bundle, batches: list[dict], args) -> None:
                     prompt_length=len(prompt),
                 )
             )
-        advantages = batch["advantages"].float()
-        keep = [row for row in range(len(episodes)) if float(advantages[row]) != 0.0]
-        optimizer.zero_grad(set_to_none=True)
-        if keep:
-            loss, _ = grpo_loss(
-                model,
-                [episodes[row] for row in keep],
-                advantages[keep],
-                config=config,
-                pad_token_id=bundle.tokenizer.pad_token_id,
-                total_agent_tokens=int(batch["completion_mask"].sum()),
-            )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()), config.max_grad_norm)
-            optimizer.step()
+        grpo_update(
+            model,
+            optimizer,
+            episodes,
+            batch["advantages"].float(),
+            config=config,
+            pad_token_id=bundle.tokenizer.pad_token_id,
+        )
 
 
 def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:

@@ -61,7 +61,7 @@ from .config import GRPOConfig
 from .engines import RolloutEngine, sequence_logprobs
 from .rollout import Episode, TokenCodec, run_episodes
 
-__all__ = ["episode_metrics", "group_advantages", "grpo_loss", "grpo_step", "sample_cases"]
+__all__ = ["episode_metrics", "group_advantages", "grpo_loss", "grpo_step", "grpo_update", "sample_cases"]
 
 EPS = 1e-4
 
@@ -192,46 +192,22 @@ def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
     return metrics
 
 
-def grpo_step(
-    *,
+def grpo_update(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    engine: RolloutEngine,
-    codec: TokenCodec,
-    env_factory: Callable[[], Environment],
-    cases: Sequence[CaseData],
+    episodes: Sequence[Episode],
+    advantages_E: torch.Tensor,
+    *,
     config: GRPOConfig,
-    seed: int,
-    step: int,
     pad_token_id: int,
-    max_length: int,
     reference: torch.nn.Module | None = None,
-) -> dict[str, float]:
-    """One GRPO step: rollout, group advantages, update epochs. Returns the step's metrics."""
-    started = time.perf_counter()
-    # 1. Rollout: group_size episodes of each sampled case, groups contiguous.
-    step_cases = sample_cases(cases, seed=seed, step=step, count=config.cases_per_step)
-    group_cases = [case for case in step_cases for _ in range(config.group_size)]
-    episodes = run_episodes(
-        engine,
-        codec,
-        env_factory,
-        group_cases,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        seed=seed * 100_003 + step,
-        max_length=max_length,
-    )
-    rollout_s = time.perf_counter() - started
-    # 2. Rewards → group-normalised advantages.
-    rewards_E = torch.tensor([e.reward for e in episodes], dtype=torch.float32)
-    advantages_E, zero_std = group_advantages(
-        rewards_E, group_size=config.group_size, scale=config.scale_rewards
-    )
+) -> tuple[dict[str, float], bool]:
+    """``update_epochs`` optimizer steps on scored episodes (one per epoch, gradients accumulated
+    over microbatches, global norm clipping). Returns the update's metrics and whether it stepped
+    (not when no episode carries a signal)."""
     use_kl = reference is not None and config.kl_coef > 0
     keep = [i for i in range(len(episodes)) if use_kl or abs(float(advantages_E[i])) > 0]
     total_agent_tokens = sum(sum(e.agent_mask[1:]) for e in episodes)
-    # 3. Update epochs over the kept episodes (one optimizer step per epoch).
     policy_sum = kl_sum = clipped_sum = 0.0
     grad_norm = 0.0
     if keep:
@@ -273,6 +249,62 @@ def grpo_step(
                 )
             )
             optimizer.step()
+    metrics = {
+        "loss/policy": policy_sum / max(total_agent_tokens, 1),
+        "loss/kl": kl_sum / max(total_agent_tokens, 1),
+        "clip/fraction": clipped_sum / max(total_agent_tokens, 1),
+        "optim/grad_norm": grad_norm,
+    }
+    return metrics, bool(keep)
+
+
+def grpo_step(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    engine: RolloutEngine,
+    codec: TokenCodec,
+    env_factory: Callable[[], Environment],
+    cases: Sequence[CaseData],
+    config: GRPOConfig,
+    seed: int,
+    step: int,
+    pad_token_id: int,
+    max_length: int,
+    reference: torch.nn.Module | None = None,
+) -> dict[str, float]:
+    """One GRPO step: rollout, group advantages, update epochs. Returns the step's metrics."""
+    started = time.perf_counter()
+    # 1. Rollout: group_size episodes of each sampled case, groups contiguous.
+    step_cases = sample_cases(cases, seed=seed, step=step, count=config.cases_per_step)
+    group_cases = [case for case in step_cases for _ in range(config.group_size)]
+    episodes = run_episodes(
+        engine,
+        codec,
+        env_factory,
+        group_cases,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=seed * 100_003 + step,
+        max_length=max_length,
+    )
+    rollout_s = time.perf_counter() - started
+    # 2. Rewards → group-normalised advantages.
+    rewards_E = torch.tensor([e.reward for e in episodes], dtype=torch.float32)
+    advantages_E, zero_std = group_advantages(
+        rewards_E, group_size=config.group_size, scale=config.scale_rewards
+    )
+    # 3. Update epochs over the episodes that carry a signal.
+    update, updated = grpo_update(
+        model,
+        optimizer,
+        episodes,
+        advantages_E,
+        config=config,
+        pad_token_id=pad_token_id,
+        reference=reference,
+    )
+    if updated:
         engine.sync_weights(model)
     elapsed = time.perf_counter() - started
     metrics = episode_metrics(episodes)
@@ -281,10 +313,7 @@ def grpo_step(
         {
             "reward/std": float(rewards_E.std(unbiased=False)),
             "groups/zero_std": zero_std,
-            "loss/policy": policy_sum / max(total_agent_tokens, 1),
-            "loss/kl": kl_sum / max(total_agent_tokens, 1),
-            "clip/fraction": clipped_sum / max(total_agent_tokens, 1),
-            "optim/grad_norm": grad_norm,
+            **update,
             "optim/lr": optimizer.param_groups[0]["lr"],
             "time/step_s": elapsed,
             "time/rollout_s": rollout_s,
