@@ -15,15 +15,18 @@ Reported: seconds per training step (wall time of the whole train call divided b
 the mean training reward of the last steps, and the mean greedy reward on held-out prompts after
 N steps, for both, with the speed ratio. Target: ours at least 1.5x faster at equal reward.
 
-``--replay`` separates the update from the data: TRL's batches (prompt and completion ids, masks,
-advantages) are recorded as its trainer computes its loss, then fed, in order, to our
-``grpo_update`` and optimizer from a fresh copy of the start model. Printed per seed: how far the
-replayed model ends from TRL's (parameter distance over TRL's own distance travelled) and its
-held-out reward beside TRL's. Equal models mean any gap in reward comes from the batches each
-side sampled, not from how it learns from them.
+``--same-draws`` runs our whole loop on TRL's random draws: as TRL's trainer generates, the
+prompts of each step and the state of torch's random generator are recorded; then ``grpo_step``
+(rollout, rewards, group advantages, update) runs from a fresh copy of the start model on the same
+prompts in the same order, its rollouts sampled by transformers' ``generate`` with TRL's
+generation config from the recorded generator state. Printed per seed: the share of completions
+that come out token for token the same as TRL's, how far our model ends from TRL's (parameter
+distance over TRL's own distance travelled) and the two held-out rewards. The same draws giving the
+same model mean that a gap in reward between the two native runs comes from the random draws each
+side made, not from how either samples, scores or learns.
 
     .venv/bin/python bench/grpo_vs_trl.py [--steps 20] [--group 4] [--prompts 4] [--sft-steps 150]
-                                                  [--seeds 0 1 2] [--replay]
+                                                  [--seeds 0 1 2] [--same-draws]
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -126,7 +128,7 @@ def run_ours(bundle, world, args) -> dict:
     return {"seconds_per_step": seconds / args.steps, "train_rewards": rewards}
 
 
-def run_trl(bundle, world, args, output_dir: str, record: list | None = None) -> dict:
+def run_trl(bundle, world, args, output_dir: str, draws: list | None = None) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -178,7 +180,7 @@ def run_trl(bundle, world, args, output_dir: str, record: list | None = None) ->
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    trainer_class = GRPOTrainer if record is None else _recording_trainer(GRPOTrainer, record)
+    trainer_class = GRPOTrainer if draws is None else _recording_trainer(GRPOTrainer, draws)
     trainer = trainer_class(
         model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer
     )
@@ -189,54 +191,126 @@ def run_trl(bundle, world, args, output_dir: str, record: list | None = None) ->
     return {"seconds_per_step": seconds / args.steps, "train_rewards": rewards}
 
 
-_BATCH_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages")
-
-
-def _recording_trainer(base, record: list):
-    """A GRPOTrainer that keeps a copy of every batch its loss is computed on."""
+def _recording_trainer(base, draws: list):
+    """A GRPOTrainer that records, for every generation, the prompts and torch's generator state
+    (``draws``), and for every loss the completions it trained on."""
 
     class Recording(base):
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            draws.append(
+                {
+                    "prompt_ids": [list(ids) for ids in prompt_ids],
+                    "rng_state": torch.get_rng_state(),
+                    "generation_config": self.generation_config,
+                }
+            )
+            return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+
         def _compute_loss(self, model, inputs):
-            record.append({key: inputs[key].detach().clone() for key in _BATCH_KEYS})
+            ids, mask = inputs["completion_ids"], inputs["completion_mask"].bool()
+            draws[-1]["completions"] = sorted(row[keep].tolist() for row, keep in zip(ids, mask, strict=True))
             return super()._compute_loss(model, inputs)
 
     return Recording
 
 
-def replay(bundle, batches: list[dict], args) -> None:
-    """Our update (``grpo_update``, the one ``grpo_step`` runs) on TRL's recorded batches, with
-    AdamW as ``run_ours``."""
+class RecordedDrawsEngine:
+    """Rollouts by transformers' ``generate`` from recorded generator states, one per call, as
+    TRL's trainer samples: the same model, prompts and state give the same tokens."""
+
+    name = "recorded-draws"
+
+    def __init__(self, model, draws: list[dict], stop_token_ids) -> None:
+        self.model = model
+        self.states = [draw["rng_state"] for draw in draws]
+        self.config = draws[0]["generation_config"]
+        self.stop_token_ids = set(stop_token_ids)
+
+    def generate(self, prompts, *, max_new_tokens: int, temperature: float, seed: int):
+        from training.rl.lm.engines import Generation, pad_left
+
+        torch.set_rng_state(self.states.pop(0))
+        ids_B_T, mask_B_T = pad_left(prompts, self.config.pad_token_id)
+        with torch.no_grad():
+            out_B_S = self.model.generate(
+                input_ids=ids_B_T, attention_mask=mask_B_T, generation_config=self.config
+            )
+        generations = []
+        for row in out_B_S[:, ids_B_T.shape[1] :].tolist():
+            stop = next((i for i, token in enumerate(row) if token in self.stop_token_ids), None)
+            tokens = row if stop is None else row[: stop + 1]
+            generations.append(Generation(tokens, [0.0] * len(tokens), stop is not None))
+        return generations
+
+    def sync_weights(self, model) -> None:
+        self.model = model
+
+    def close(self) -> None:
+        return None
+
+
+def run_ours_on_draws(bundle, world, draws: list[dict], args) -> float:
+    """``grpo_step`` on TRL's recorded prompts and generator states; the share of completions
+    token for token the same as TRL's."""
     from training.rl.lm.config import GRPOConfig
-    from training.rl.lm.grpo import grpo_update
+    from training.rl.lm.grpo import grpo_step, sample_cases
+    from training.rl.lm.rollout import TokenCodec
 
     model = bundle.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     config = GRPOConfig(
+        steps=args.steps,
         cases_per_step=args.prompts,
         group_size=args.group,
         learning_rate=args.lr,
+        temperature=1.0,
+        max_new_tokens=192,
         microbatch_size=args.prompts * args.group,
     )
-    for batch in batches:
-        episodes = []
-        for row in range(batch["prompt_ids"].shape[0]):
-            prompt = batch["prompt_ids"][row][batch["prompt_mask"][row].bool()].tolist()
-            completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()].tolist()
-            episodes.append(
-                SimpleNamespace(
-                    token_ids=prompt + completion,
-                    agent_mask=[False] * len(prompt) + [True] * len(completion),
-                    prompt_length=len(prompt),
-                )
-            )
-        grpo_update(
-            model,
-            optimizer,
-            episodes,
-            batch["advantages"].float(),
+    codec = TokenCodec.from_bundle(bundle)
+    by_prompt = {(*codec.prefix_ids, *codec.encode(prompt_text(world, case))): case for case in world.train}
+    engine = RecordedDrawsEngine(model, draws, [bundle.tokenizer.eos_token_id, *bundle.stop_token_ids])
+    captured: list = []
+    same = total = 0
+    for step, draw in enumerate(draws, start=1):
+        wanted = [by_prompt[tuple(ids)] for ids in draw["prompt_ids"][:: args.group]]
+        # grpo_step takes its cases in the order sample_cases walks them: lay TRL's out so.
+        order = sample_cases(range(len(wanted)), seed=args.seed, step=step, count=len(wanted))
+        cases = [None] * len(wanted)
+        for position, index in enumerate(order):
+            cases[index] = wanted[position]
+        grpo_step(
+            model=model,
+            optimizer=optimizer,
+            engine=_Capturing(engine, captured),
+            codec=codec,
+            env_factory=single_turn_factory(world),
+            cases=cases,
             config=config,
+            seed=args.seed,
+            step=step,
             pad_token_id=bundle.tokenizer.pad_token_id,
+            max_length=1024,
         )
+        ours = sorted(generation.token_ids for generation in captured.pop())
+        same += sum(a == b for a, b in zip(ours, draw["completions"], strict=True))
+        total += len(ours)
+    return same / max(total, 1)
+
+
+class _Capturing:
+    """An engine wrapper that keeps each call's generations."""
+
+    def __init__(self, engine, captured: list) -> None:
+        self.engine, self.captured, self.name = engine, captured, engine.name
+
+    def generate(self, prompts, **kwargs):
+        generations = self.engine.generate(prompts, **kwargs)
+        self.captured.append(generations)
+        return generations
+
+    def sync_weights(self, model) -> None:
+        self.engine.sync_weights(model)
 
 
 def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
@@ -258,7 +332,7 @@ def main() -> None:
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="GRPO seeds, one run per side each"
     )
     parser.add_argument(
-        "--replay", action="store_true", help="also replay TRL's batches through our update (see above)"
+        "--same-draws", action="store_true", help="also run our loop on TRL's random draws (see above)"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -295,27 +369,32 @@ def main() -> None:
         # mean over seeds, beside its spread (RL on 20 steps is noisy, one seed says little).
         ours: dict = {"timings": [], "eval": [], "train": []}
         trl: dict = {"timings": [], "eval": [], "train": []}
-        replays: list[str] = []
+        same_draws: list[dict] = []
         for seed in args.seeds:
             run_args = argparse.Namespace(**{**vars(args), "seed": seed})
             for side, runner in ((ours, run_ours), (trl, run_trl)):
                 bundle = load_bundle(checkpoint)
-                batches: list[dict] | None = [] if args.replay and runner is run_trl else None
+                draws: list[dict] | None = [] if args.same_draws and runner is run_trl else None
                 if runner is run_trl:
-                    result = run_trl(bundle, world, run_args, str(Path(directory) / f"trl-{seed}"), batches)
+                    result = run_trl(bundle, world, run_args, str(Path(directory) / f"trl-{seed}"), draws)
                 else:
                     result = run_ours(bundle, world, run_args)
                 side["timings"].append(result["seconds_per_step"])
                 side["train"].append(statistics.fmean(result["train_rewards"][-max(1, args.steps // 4) :]))
                 side["eval"].append(evaluate(bundle, world, held_out))
-                if batches is not None:
-                    replayed = load_bundle(checkpoint)
-                    replay(replayed, batches, run_args)
-                    travelled = _distance(bundle.model, load_bundle(checkpoint).model)
-                    replays.append(
-                        f"seed {seed}: |replayed - TRL| / |TRL - start| = "
-                        f"{_distance(replayed.model, bundle.model) / max(travelled, 1e-12):.3f}, held-out "
-                        f"replayed {evaluate(replayed, world, held_out):.3f} vs TRL {side['eval'][-1]:.3f}"
+                if draws is not None:
+                    start = load_bundle(checkpoint)
+                    on_draws = load_bundle(checkpoint)
+                    same = run_ours_on_draws(on_draws, world, draws, run_args)
+                    same_draws.append(
+                        {
+                            "seed": seed,
+                            "same": same,
+                            "distance": _distance(on_draws.model, bundle.model)
+                            / max(_distance(bundle.model, start.model), 1e-12),
+                            "ours": evaluate(on_draws, world, held_out),
+                            "trl": side["eval"][-1],
+                        }
                     )
 
     def spread(values: list[float]) -> str:
@@ -327,24 +406,42 @@ def main() -> None:
         f"lr {args.lr}, seeds {args.seeds}, {bundle.parameter_count()} parameters"
     )
     print(f"held-out greedy reward of the start model: {start_reward:.3f} ({len(held_out)} test cases)")
-    print(
-        f"{'':6}{'s/step (median)':>16}{'per seed':>22}{'train reward':>16}{'held-out reward':>18}  per seed"
-    )
+    print(f"{'':6}{'s/step (median)':>16}{'train reward':>18}{'held-out reward':>18}")
     for name, side in (("ours", ours), ("TRL", trl)):
         print(
-            f"{name:6}{statistics.median(side['timings']):>16.2f}"
-            f"{', '.join(f'{t:.2f}' for t in side['timings']):>22}{spread(side['train']):>16}"
-            f"{spread(side['eval']):>18}  {', '.join(f'{r:.3f}' for r in side['eval'])}"
+            f"{name:6}{statistics.median(side['timings']):>16.2f}{spread(side['train']):>18}"
+            f"{spread(side['eval']):>18}"
         )
-    for line in replays:
-        print(f"TRL's batches through our update, {line}")
+    for name, side in (("ours", ours), ("TRL", trl)):
+        print(f"{name} s/step per seed: {', '.join(f'{t:.2f}' for t in side['timings'])}")
+        print(f"{name} held-out reward per seed: {', '.join(f'{r:.3f}' for r in side['eval'])}")
     speed = statistics.median(trl["timings"]) / statistics.median(ours["timings"])
     gap = statistics.fmean(ours["eval"]) - statistics.fmean(trl["eval"])
-    noise = max(statistics.stdev(ours["eval"]), statistics.stdev(trl["eval"])) if len(args.seeds) > 1 else 0.0
+    if len(args.seeds) > 1:
+        spread_ = max(statistics.stdev(ours["eval"]), statistics.stdev(trl["eval"]))
+        error = (
+            (statistics.variance(ours["eval"]) + statistics.variance(trl["eval"])) / len(args.seeds)
+        ) ** 0.5
+    else:
+        spread_ = error = 0.0
     print(
         f"speed: ours is {speed:.2f}x TRL's steps per second (target >= 1.5x); held-out reward ours - TRL "
-        f"= {gap:+.3f} against a seed-to-seed spread of {noise:.3f}"
+        f"= {gap:+.3f} ± {error:.3f} (standard error over {len(args.seeds)} seeds; seed-to-seed spread "
+        f"{spread_:.3f})"
     )
+    for row in same_draws:
+        print(
+            f"our loop on TRL's draws, seed {row['seed']}: {row['same']:.0%} of completions the same, "
+            f"|ours - TRL| / |TRL - start| = {row['distance']:.4f}, held-out ours {row['ours']:.3f} "
+            f"vs TRL {row['trl']:.3f}"
+        )
+    if same_draws:
+        gaps = [row["ours"] - row["trl"] for row in same_draws]
+        print(
+            f"on the same draws: held-out reward ours - TRL = {statistics.fmean(gaps):+.4f} "
+            f"(largest |gap| {max(abs(g) for g in gaps):.4f}), "
+            f"{statistics.fmean(row['same'] for row in same_draws):.0%} of completions the same"
+        )
 
 
 if __name__ == "__main__":
