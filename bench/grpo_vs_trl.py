@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=4, help="prompts per step")
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument("--eval-cases", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0, help="seed of the start model")
