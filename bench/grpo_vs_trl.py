@@ -86,15 +86,11 @@ def evaluate(bundle, world, cases) -> float:
     return statistics.fmean(e.reward for e in episodes)
 
 
-def run_ours(bundle, world, args) -> dict:
+def our_config(args):
+    """Our GRPO settings for the bench: the same as TRL's side (see the module docstring)."""
     from training.rl.lm.config import GRPOConfig
-    from training.rl.lm.engines import TorchEngine
-    from training.rl.lm.grpo import grpo_step
-    from training.rl.lm.rollout import TokenCodec
 
-    model = bundle.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    config = GRPOConfig(
+    return GRPOConfig(
         steps=args.steps,
         cases_per_step=args.prompts,
         group_size=args.group,
@@ -103,6 +99,16 @@ def run_ours(bundle, world, args) -> dict:
         max_new_tokens=192,
         microbatch_size=args.prompts * args.group,
     )
+
+
+def run_ours(bundle, world, args) -> dict:
+    from training.rl.lm.engines import TorchEngine
+    from training.rl.lm.grpo import grpo_step
+    from training.rl.lm.rollout import TokenCodec
+
+    model = bundle.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    config = our_config(args)
     engine = TorchEngine(
         model, stop_token_ids=bundle.stop_token_ids, pad_token_id=bundle.tokenizer.pad_token_id
     )
@@ -225,6 +231,7 @@ class RecordedDrawsEngine:
         self.states = [draw["rng_state"] for draw in draws]
         self.config = draws[0]["generation_config"]
         self.stop_token_ids = set(stop_token_ids)
+        self.last: list = []  # the generations of the latest call
 
     def generate(self, prompts, *, max_new_tokens: int, temperature: float, seed: int):
         from training.rl.lm.engines import Generation, pad_left
@@ -240,6 +247,7 @@ class RecordedDrawsEngine:
             stop = next((i for i, token in enumerate(row) if token in self.stop_token_ids), None)
             tokens = row if stop is None else row[: stop + 1]
             generations.append(Generation(tokens, [0.0] * len(tokens), stop is not None))
+        self.last = generations
         return generations
 
     def sync_weights(self, model) -> None:
@@ -252,25 +260,15 @@ class RecordedDrawsEngine:
 def run_ours_on_draws(bundle, world, draws: list[dict], args) -> float:
     """``grpo_step`` on TRL's recorded prompts and generator states; the share of completions
     token for token the same as TRL's."""
-    from training.rl.lm.config import GRPOConfig
     from training.rl.lm.grpo import grpo_step, sample_cases
     from training.rl.lm.rollout import TokenCodec
 
     model = bundle.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    config = GRPOConfig(
-        steps=args.steps,
-        cases_per_step=args.prompts,
-        group_size=args.group,
-        learning_rate=args.lr,
-        temperature=1.0,
-        max_new_tokens=192,
-        microbatch_size=args.prompts * args.group,
-    )
+    config = our_config(args)
     codec = TokenCodec.from_bundle(bundle)
     by_prompt = {(*codec.prefix_ids, *codec.encode(prompt_text(world, case))): case for case in world.train}
     engine = RecordedDrawsEngine(model, draws, [bundle.tokenizer.eos_token_id, *bundle.stop_token_ids])
-    captured: list = []
     same = total = 0
     for step, draw in enumerate(draws, start=1):
         wanted = [by_prompt[tuple(ids)] for ids in draw["prompt_ids"][:: args.group]]
@@ -282,7 +280,7 @@ def run_ours_on_draws(bundle, world, draws: list[dict], args) -> float:
         grpo_step(
             model=model,
             optimizer=optimizer,
-            engine=_Capturing(engine, captured),
+            engine=engine,
             codec=codec,
             env_factory=single_turn_factory(world),
             cases=cases,
@@ -292,25 +290,10 @@ def run_ours_on_draws(bundle, world, draws: list[dict], args) -> float:
             pad_token_id=bundle.tokenizer.pad_token_id,
             max_length=1024,
         )
-        ours = sorted(generation.token_ids for generation in captured.pop())
+        ours = sorted(generation.token_ids for generation in engine.last)
         same += sum(a == b for a, b in zip(ours, draw["completions"], strict=True))
         total += len(ours)
     return same / max(total, 1)
-
-
-class _Capturing:
-    """An engine wrapper that keeps each call's generations."""
-
-    def __init__(self, engine, captured: list) -> None:
-        self.engine, self.captured, self.name = engine, captured, engine.name
-
-    def generate(self, prompts, **kwargs):
-        generations = self.engine.generate(prompts, **kwargs)
-        self.captured.append(generations)
-        return generations
-
-    def sync_weights(self, model) -> None:
-        self.engine.sync_weights(model)
 
 
 def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
@@ -362,7 +345,8 @@ def main() -> None:
         )
         checkpoint = latest_lm_checkpoint(Path(directory) / "sft")
         print(f"start model: {args.sft_steps} SFT steps in {time.perf_counter() - started:.0f}s")
-        start_reward = evaluate(load_bundle(checkpoint), world, held_out)
+        start = load_bundle(checkpoint)
+        start_reward = evaluate(start, world, held_out)
 
         # For each GRPO seed, ours then TRL, each from a fresh copy of the same start model. The
         # machine is shared, so speed is compared on the median seconds per step; reward on the
@@ -383,7 +367,6 @@ def main() -> None:
                 side["train"].append(statistics.fmean(result["train_rewards"][-max(1, args.steps // 4) :]))
                 side["eval"].append(evaluate(bundle, world, held_out))
                 if draws is not None:
-                    start = load_bundle(checkpoint)
                     on_draws = load_bundle(checkpoint)
                     same = run_ours_on_draws(on_draws, world, draws, run_args)
                     same_draws.append(
